@@ -1,0 +1,54 @@
+# yfproxy: `make run` starts the proxy (with its own Redis when none answers),
+# `make test` installs what it needs and runs the whole suite.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CONFIG ?= proxy.toml
+SIM_PORT ?= 9000
+
+.PHONY: install run demo sim test test-fast lint format bench clean
+
+$(STAMP): pyproject.toml client/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip==26.3
+	$(PY) -m pip install -q -e '.[test]' ./client
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m proxy serve --config $(CONFIG)
+
+# The Yahoo simulator alone, for pointing any client at a fake Yahoo.
+sim: $(STAMP)
+	$(PY) -m loadtests.yahoo_sim --port $(SIM_PORT)
+
+# Offline demo: the simulator as upstream and the proxy in front of it.
+demo: $(STAMP)
+	$(PY) -m loadtests.yahoo_sim --port $(SIM_PORT) & sim=$$!; \
+	trap 'kill $$sim' EXIT INT TERM; \
+	YFPROXY__UPSTREAM__BASE_URL=http://127.0.0.1:$(SIM_PORT) YFPROXY__UPSTREAM__TRANSPORT=aiohttp \
+	YFPROXY__RATE_LIMIT__INITIAL_RPS=2 $(PY) -m proxy serve --config $(CONFIG)
+
+test: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m pytest -q -p no:cacheprovider --cov --cov-report=term --cov-fail-under=90
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -x -p no:cacheprovider
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(STAMP)
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .yfproxy .coverage .coverage.* htmlcov reports

@@ -1,0 +1,1 @@
+"""Load tests, runners and the Yahoo Finance simulator (a fake upstream with fault knobs)."""

@@ -1,0 +1,1 @@
+"""Upstream resilience: error taxonomy, rate limiting, retry, timeouts, circuit breaker."""

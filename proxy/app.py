@@ -1,0 +1,143 @@
+"""The app factory: one aiohttp application, every long-lived resource owned by one
+cleanup context (STYLE.md, aiohttp's server), started in dependency order and
+closed in reverse."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from proxy.config import Config
+from proxy.embedded_redis import ensure_redis
+from proxy.fetcher import FetchCoordinator, NegativeCache
+from proxy.hot import HotLayer, listen_for_invalidations
+from proxy.keys import CRUMB, FETCHER, HOT, PASSTHROUGH, REDIS, SERVICE, SETTINGS, STORE, UPSTREAM
+from proxy.passthrough import Passthrough
+from proxy.routes import add_routes, handshake_hosts, new_crumb, yahoo_errors
+from proxy.service import ChartService, ServiceSettings
+from proxy.store import SeriesStore
+from proxy.transport import Timeouts, Transport, make_transport
+from proxy.upstream import UpstreamClient, UpstreamSettings
+
+
+def create_app(
+    config: Config,
+    *,
+    transport: Transport | None = None,
+    clock: Callable[[], float] = time.time,
+) -> web.Application:
+    app = web.Application(middlewares=[handshake_hosts, yahoo_errors])
+    app[SETTINGS] = config
+    app[CRUMB] = new_crumb()
+    app.cleanup_ctx.append(_redis_ctx)
+    app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_upstream_ctx(transport))
+    app.cleanup_ctx.append(_service_ctx(clock))
+    add_routes(app)
+    return app
+
+
+async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    cfg = app[SETTINGS].redis
+    url, embedded = await ensure_redis(cfg.url, embedded=cfg.embedded, data_dir=Path(cfg.embedded_dir))
+    # A blocking pool: a burst waits briefly for a connection instead of failing.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=64,
+        timeout=cfg.socket_timeout_s,
+        socket_timeout=cfg.socket_timeout_s,
+        socket_connect_timeout=cfg.socket_timeout_s,
+    )
+    client = aioredis.Redis(connection_pool=pool)
+    app[REDIS] = client
+    try:
+        yield
+    finally:
+        await client.aclose()
+        if embedded is not None:
+            await embedded.stop()
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[SETTINGS]
+    store = SeriesStore(app[REDIS], config.redis.key_prefix)
+    hot = HotLayer(config.cache.hot_series, config.cache.hot_bodies)
+    app[STORE] = store
+    app[HOT] = hot
+    listener = asyncio.create_task(listen_for_invalidations(app[REDIS], store.channel, hot))
+    try:
+        yield
+    finally:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listener
+
+
+def _upstream_ctx(transport: Transport | None) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        config = app[SETTINGS]
+        up = config.upstream
+        settings = UpstreamSettings(
+            base_url=str(up.base_url).rstrip("/"),
+            max_concurrency=up.max_concurrency,
+            min_interval_s=1.0 / config.rate_limit.initial_rps,
+            timeouts=Timeouts(config.timeouts.connect_s, config.timeouts.read_s),
+            max_attempts=config.retry.max_attempts,
+            backoff_base_s=config.retry.backoff_base_s,
+            backoff_max_s=config.retry.backoff_max_s,
+            breaker_fail_max=config.breaker.fail_max,
+            breaker_reset_s=config.breaker.reset_timeout_s,
+        )
+        chosen = transport or make_transport(
+            up.transport, impersonate=up.impersonate, limit=up.max_concurrency * 2
+        )
+        client = UpstreamClient(chosen, settings)
+        app[UPSTREAM] = client
+        try:
+            yield
+        finally:
+            await client.close()
+
+    return ctx
+
+
+def _service_ctx(clock: Callable[[], float]) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        config = app[SETTINGS]
+        cache = config.cache
+        negative = NegativeCache(app[STORE], cache.negative_ttl_s, clock)
+        fetcher = FetchCoordinator(
+            app[UPSTREAM],
+            app[STORE],
+            app[HOT],
+            negative,
+            workers=config.upstream.max_concurrency,
+            clock=clock,
+        )
+        app[FETCHER] = fetcher
+        settings = ServiceSettings(
+            on_miss=cache.on_miss,
+            miss_wait_s=cache.miss_wait_s,
+            fresh_s=lambda interval: cache.fresh_s[interval],
+            initial_depth_days=lambda interval: cache.initial_depth_days[interval],
+        )
+        app[SERVICE] = ChartService(app[STORE], app[HOT], fetcher, negative, settings, clock=clock)
+        app[PASSTHROUGH] = Passthrough(
+            app[UPSTREAM],
+            app[REDIS],
+            prefix=config.redis.key_prefix,
+            allow=config.upstream.passthrough_allow if config.features.passthrough else (),
+            ttl_s=cache.passthrough_ttl_s,
+        )
+        try:
+            yield
+        finally:
+            await fetcher.close()
+
+    return ctx

@@ -1,0 +1,208 @@
+"""The ``yfproxy`` command line (also ``python -m proxy``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from proxy import __version__
+
+EXIT_BAD_CONFIG = 2
+DEFAULT_URL = "http://127.0.0.1:8080"
+# What `warm` asks for per interval: about what a dashboard shows.
+WARM_RANGES = {"1m": "5d", "2m": "1mo", "5m": "1mo", "15m": "1mo", "30m": "1mo", "90m": "1mo", "1h": "1y"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help()
+        return 0
+    return int(args.run(args) or 0)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="yfproxy", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"yfproxy {__version__}")
+    sub = parser.add_subparsers(dest="command")
+    serve = sub.add_parser("serve", help="run the proxy")
+    serve.add_argument("--config", help="path to proxy.toml (default: built-in defaults)")
+    serve.set_defaults(run=_serve)
+    check = sub.add_parser("check-config", help="validate a configuration file; exit 2 when bad")
+    check.add_argument("path", nargs="?", default="proxy.toml")
+    check.set_defaults(run=_check_config)
+    status = sub.add_parser("status", help="print a running proxy's /status as a table")
+    status.add_argument("--url", default=os.environ.get("YFPROXY_URL", DEFAULT_URL))
+    status.set_defaults(run=_status)
+    warm = sub.add_parser("warm", help="preload series into a running proxy")
+    warm.add_argument("symbols", nargs="+")
+    warm.add_argument("--intervals", nargs="+", default=["1m", "5m", "15m", "1h", "1d"])
+    warm.add_argument("--url", default=os.environ.get("YFPROXY_URL", DEFAULT_URL))
+    warm.set_defaults(run=_warm)
+    return parser
+
+
+def _load(path: str | None) -> Any:
+    from proxy.config import ConfigError, load_config
+
+    try:
+        return load_config(path, os.environ)
+    except ConfigError as exc:
+        print(f"yfproxy: bad configuration ({path or 'defaults'}):\n{exc}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_CONFIG) from None
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    loaded = _load(args.path)
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"{args.path}: OK")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from proxy.logs import configure_logging
+
+    _never_proxy_ourselves()
+
+    loaded = _load(args.config)
+    config = loaded.config
+    configure_logging(config.logging.level, config.logging.format)
+    import structlog
+
+    log = structlog.get_logger("yfproxy")
+    for warning in loaded.warnings:
+        log.warning("config_migrated", detail=warning)
+    if config.server.workers == 1:
+        _run_worker(config, reuse_port=False)
+        return 0
+    return _serve_many(config)
+
+
+def _never_proxy_ourselves() -> None:
+    """yfproxy-client may be installed next to the service and activated by YFPROXY_URL:
+    the proxy's own upstream requests must never be sent back to a proxy."""
+    os.environ.pop("YFPROXY_URL", None)
+    try:
+        import yfproxy_client
+    except ImportError:
+        return
+    yfproxy_client.uninstall()
+
+
+def _run_worker(config: Any, *, reuse_port: bool) -> None:
+    from aiohttp import web
+
+    from proxy.app import create_app
+    from proxy.logs import configure_logging
+
+    _never_proxy_ourselves()
+    configure_logging(config.logging.level, config.logging.format)
+    web.run_app(
+        create_app(config),
+        host=config.server.host,
+        port=config.server.port,
+        reuse_port=reuse_port,
+        access_log=None if not config.server.access_log else web.access_logger,
+        print=None,
+        handler_args={"max_line_size": 65536, "max_field_size": 16384},
+    )
+
+
+def _serve_many(config: Any) -> int:
+    """N processes share the port (SO_REUSEPORT); Redis is made ready once, here."""
+    from pathlib import Path
+
+    from proxy.embedded_redis import ensure_redis
+
+    async def ready() -> tuple[str, Any]:
+        return await ensure_redis(
+            config.redis.url, embedded=config.redis.embedded, data_dir=Path(config.redis.embedded_dir)
+        )
+
+    loop = asyncio.new_event_loop()
+    url, embedded = loop.run_until_complete(ready())
+    redis_cfg = config.redis.model_copy(update={"url": url, "embedded": False})
+    shared = config.model_copy(update={"redis": redis_cfg})
+    context = multiprocessing.get_context("spawn")
+    workers = [
+        context.Process(target=_run_worker, args=(shared,), kwargs={"reuse_port": True})
+        for _ in range(config.server.workers)
+    ]
+    try:
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for worker in workers:
+            if worker.is_alive():
+                worker.terminate()
+                worker.join(10)
+        if embedded is not None:
+            loop.run_until_complete(embedded.stop())
+        loop.close()
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    import json
+    import urllib.request
+
+    from rich.console import Console
+    from rich.table import Table
+
+    try:
+        with urllib.request.urlopen(f"{args.url.rstrip('/')}/status", timeout=5) as resp:
+            doc = json.load(resp)
+    except OSError as exc:
+        print(f"yfproxy status: cannot reach {args.url}: {exc}", file=sys.stderr)
+        return 1
+    table = Table(title=f"yfproxy {doc.get('version', '?')} at {args.url}")
+    table.add_column("section")
+    table.add_column("key")
+    table.add_column("value")
+    for section, values in doc.items():
+        if isinstance(values, dict):
+            for key, value in values.items():
+                text = json.dumps(value) if isinstance(value, dict | list) else str(value)
+                table.add_row(section, key, text)
+        else:
+            table.add_row(section, "", str(values))
+    Console().print(table)
+    return 0
+
+
+def _warm(args: argparse.Namespace) -> int:
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from rich.progress import Progress
+
+    outcomes: dict[str, int] = {}
+    jobs = [(s, i) for s in args.symbols for i in args.intervals]
+    with Progress() as progress:
+        task = progress.add_task("warming", total=len(jobs))
+        for symbol, interval in jobs:
+            query = urllib.parse.urlencode({"interval": interval, "range": WARM_RANGES.get(interval, "5y")})
+            url = f"{args.url.rstrip('/')}/v8/finance/chart/{urllib.parse.quote(symbol, safe='')}?{query}"
+            try:
+                with urllib.request.urlopen(url, timeout=60) as resp:
+                    outcome = resp.headers.get("Cache-Status", str(resp.status))
+            except urllib.error.HTTPError as exc:
+                outcome = f"HTTP {exc.code}"
+            except OSError as exc:
+                outcome = f"error: {exc}"
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            progress.advance(task)
+    for outcome, count in sorted(outcomes.items()):
+        print(f"{count:5d}  {outcome}")
+    return 0 if all(not k.startswith(("HTTP", "error")) for k in outcomes) else 1

@@ -1,0 +1,243 @@
+"""Coalesced background fetches: the seam between chart requests and upstream.
+
+A chart request never downloads: it asks for a fetch here and (on a miss, when the
+config says so) waits a bounded time on the shared future. Every request for the same
+series joins one job, so 200 clients of a cold series cost Yahoo one request. Jobs
+run on a bounded pool, most urgent first (misses, then stale refreshes, then
+backfills). The background refresher of a later issue feeds the same queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from policies.errors import Category, UpstreamError
+from proxy.hot import HotLayer
+from proxy.intervals import DAY, Interval, lookup
+from proxy.series import Series, SeriesKey
+from proxy.store import SeriesStore
+from proxy.upstream import UpstreamClient
+
+log = structlog.get_logger("yfproxy.fetcher")
+
+# Keep a margin inside Yahoo's limits so a request built a moment ago is not refused.
+_LIMIT_MARGIN_S = 600
+# A first fetch asks for the widest window Yahoo allows; trimming its oldest hour is
+# cheaper than spending a second request on it.
+_TRIM_S = 3600
+
+
+class FetchKind(enum.IntEnum):
+    MISS = 0
+    STALE = 1
+    BACKFILL = 2
+
+
+@dataclass(slots=True)
+class FetchJob:
+    key: SeriesKey
+    start: int
+    kind: FetchKind
+    future: asyncio.Future[Series]
+    joined: int = 0  # requests that joined this job after it was created
+
+
+@dataclass(slots=True)
+class FetchStats:
+    submitted: int = 0
+    coalesced: int = 0
+    completed: int = 0
+    failed: dict[str, int] = field(default_factory=dict)
+
+
+class NegativeCache:
+    """Upstream 404s remembered for a while, in Redis (shared) and in memory (fast)."""
+
+    def __init__(self, store: SeriesStore, ttl_s: int, clock: Callable[[], float]) -> None:
+        self._store = store
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._local: dict[str, float] = {}
+
+    def _key(self, symbol: str) -> str:
+        return f"{self._store.prefix}:neg:{{{symbol}}}"
+
+    async def remember(self, symbol: str) -> None:
+        self._local[symbol] = self._clock() + self._ttl_s
+        await self._store.redis.set(self._key(symbol), b"1", ex=self._ttl_s)
+
+    def known_locally(self, symbol: str) -> bool:
+        until = self._local.get(symbol)
+        if until is None:
+            return False
+        if until > self._clock():
+            return True
+        del self._local[symbol]
+        return False
+
+    async def is_known_missing(self, symbol: str) -> bool:
+        if self.known_locally(symbol):
+            return True
+        ttl = await self._store.redis.ttl(self._key(symbol))
+        if ttl is not None and ttl > 0:
+            self._local[symbol] = self._clock() + ttl
+            return True
+        return False
+
+
+class FetchCoordinator:
+    def __init__(
+        self,
+        upstream: UpstreamClient,
+        store: SeriesStore,
+        hot: HotLayer,
+        negative: NegativeCache,
+        *,
+        workers: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._upstream = upstream
+        self._store = store
+        self._hot = hot
+        self._negative = negative
+        self._clock = clock
+        self._queue: asyncio.PriorityQueue[tuple[int, int, FetchJob]] = asyncio.PriorityQueue()
+        self._pending: dict[SeriesKey, FetchJob] = {}
+        self._running: dict[SeriesKey, FetchJob] = {}
+        self._order = itertools.count()
+        self._tasks = [asyncio.create_task(self._worker(), name=f"fetch-worker-{i}") for i in range(workers)]
+        self.stats = FetchStats()
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._pending)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._running)
+
+    def miss_in_progress(self, key: SeriesKey) -> bool:
+        """True while a first fetch of ``key`` is queued or running: join it, skip Redis."""
+        job = self._pending.get(key) or self._running.get(key)
+        return job is not None and job.kind is FetchKind.MISS
+
+    def submit(self, key: SeriesKey, start: int, kind: FetchKind) -> tuple[asyncio.Future[Series], bool]:
+        """The future of the fetch that will cover ``[start, now]``; True when it was joined."""
+        self.stats.submitted += 1
+        running = self._running.get(key)
+        if running is not None and running.start <= start:
+            self.stats.coalesced += 1
+            running.joined += 1
+            return running.future, True
+        pending = self._pending.get(key)
+        if pending is not None:
+            self.stats.coalesced += 1
+            pending.joined += 1
+            pending.start = min(pending.start, start)
+            if kind < pending.kind:
+                pending.kind = kind
+                self._queue.put_nowait((int(kind), next(self._order), pending))
+            return pending.future, True
+        job = FetchJob(key, start, kind, asyncio.get_running_loop().create_future())
+        # Nobody may be waiting (reject mode, stale refresh): never warn about an unread error.
+        job.future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._pending[key] = job
+        self._queue.put_nowait((int(kind), next(self._order), job))
+        return job.future, False
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for job in [*self._pending.values(), *self._running.values()]:
+            if not job.future.done():
+                job.future.cancel()
+
+    async def _worker(self) -> None:
+        while True:
+            _prio, _n, job = await self._queue.get()
+            if self._pending.get(job.key) is not job:
+                continue  # a duplicate queue entry of a job already taken
+            if job.key in self._running:
+                # One fetch per series at a time: retry this one when the running one ends.
+                self._running[job.key].future.add_done_callback(
+                    lambda _f, j=job: self._queue.put_nowait((int(j.kind), next(self._order), j))
+                )
+                continue
+            del self._pending[job.key]
+            self._running[job.key] = job
+            try:
+                series = await self._run(job)
+            except UpstreamError as exc:
+                self.stats.failed[exc.category.value] = self.stats.failed.get(exc.category.value, 0) + 1
+                log.warning("fetch_failed", series=str(job.key), category=exc.category.value, detail=str(exc))
+                if exc.category is Category.NOT_FOUND and exc.context.attempt > 0:
+                    await self._remember_missing(job.key.symbol)
+                job.future.set_exception(exc)
+            except asyncio.CancelledError:
+                job.future.cancel()
+                raise
+            except Exception as exc:  # a bug or Redis down: fail the waiters, keep the worker
+                log.exception("fetch_crashed", series=str(job.key))
+                job.future.set_exception(exc)
+            else:
+                self.stats.completed += 1
+                job.future.set_result(series)
+            finally:
+                self._running.pop(job.key, None)
+
+    async def _remember_missing(self, symbol: str) -> None:
+        with contextlib.suppress(Exception):
+            await self._negative.remember(symbol)
+
+    async def _run(self, job: FetchJob) -> Series:
+        interval = lookup(job.key.interval)
+        assert interval is not None, job.key
+        if job.kind is FetchKind.MISS and await self._negative.is_known_missing(job.key.symbol):
+            raise UpstreamError(Category.NOT_FOUND, "remembered as not found (negative cache)")
+        now = int(self._clock())
+        end = now + 1  # period2 is exclusive: include the live bar stamped at or before now
+        series: Series | None = None
+        for chunk_start, chunk_end in fetch_chunks(interval, job.start, end, now):
+            try:
+                payload = await self._upstream.fetch_chart(job.key, chunk_start, chunk_end)
+            except UpstreamError:
+                if series is None:
+                    raise
+                break  # keep what the newer chunks brought; coverage says what is missing
+            series = await self._store.merge(
+                job.key, payload, window_start=chunk_start, window_end=chunk_end, fetched_at=self._clock()
+            )
+            self._hot.put(series)
+        assert series is not None
+        log.info("fetched", series=str(job.key), kind=job.kind.name.lower(), bars=len(series.bars))
+        return series
+
+
+def fetch_chunks(interval: Interval, start: int, end: int, now: int) -> list[tuple[int, int]]:
+    """Split ``[start, end)`` into windows Yahoo answers, newest first."""
+    if interval.lookback_days is not None:
+        start = max(start, now - interval.lookback_days * DAY + _LIMIT_MARGIN_S)
+    start = min(start, end - 1)
+    if interval.per_request_days is None:
+        return [(start, end)]
+    width = interval.per_request_days * DAY - _LIMIT_MARGIN_S
+    if end - start - width <= _TRIM_S:
+        start = max(start, end - width)
+    chunks = []
+    hi = end
+    while hi > start:
+        lo = max(start, hi - width)
+        chunks.append((lo, hi))
+        hi = lo
+    return chunks

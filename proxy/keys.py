@@ -1,0 +1,27 @@
+"""Typed application keys: every long-lived resource the app factory owns."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from proxy.config import Config
+    from proxy.fetcher import FetchCoordinator
+    from proxy.hot import HotLayer
+    from proxy.passthrough import Passthrough
+    from proxy.service import ChartService
+    from proxy.store import SeriesStore
+    from proxy.upstream import UpstreamClient
+
+SETTINGS: web.AppKey[Config] = web.AppKey("settings")
+REDIS: web.AppKey[aioredis.Redis] = web.AppKey("redis")
+STORE: web.AppKey[SeriesStore] = web.AppKey("store")
+HOT: web.AppKey[HotLayer] = web.AppKey("hot")
+UPSTREAM: web.AppKey[UpstreamClient] = web.AppKey("upstream")
+FETCHER: web.AppKey[FetchCoordinator] = web.AppKey("fetcher")
+SERVICE: web.AppKey[ChartService] = web.AppKey("service")
+PASSTHROUGH: web.AppKey[Passthrough] = web.AppKey("passthrough")
+CRUMB: web.AppKey[str] = web.AppKey("crumb")

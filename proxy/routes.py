@@ -1,0 +1,145 @@
+"""HTTP routes: Yahoo's paths answered the way Yahoo answers them, plus health.
+
+Handlers only translate HTTP to the service and back; every Yahoo-path failure
+leaves in Yahoo's error shape (proxy.errors), including aiohttp's own 404/405.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+import structlog
+from aiohttp import web
+
+from policies.errors import UpstreamError
+from proxy.errors import YahooError, chart_error_body, not_found, unavailable
+from proxy.keys import (
+    CRUMB,
+    FETCHER,
+    HOT,
+    PASSTHROUGH,
+    SERVICE,
+    SETTINGS,
+    UPSTREAM,
+)
+from proxy.query import check_query_string, parse_chart_query
+
+log = structlog.get_logger("yfproxy.http")
+
+HANDSHAKE_HOSTS = frozenset({"fc.yahoo.com", "guce.yahoo.com", "consent.yahoo.com", "login.yahoo.com"})
+
+
+def error_response(error: YahooError) -> web.Response:
+    return web.Response(status=error.status, body=error.body(), headers=error.headers())
+
+
+@web.middleware
+async def yahoo_errors(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """Every failure on a Yahoo path leaves in Yahoo's shape, never aiohttp's HTML."""
+    try:
+        return await handler(request)
+    except YahooError as exc:
+        return error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        body = chart_error_body(exc.reason, f"HTTP {exc.status} {exc.reason}")
+        return web.Response(status=exc.status, body=body, content_type="application/json")
+    except Exception:
+        log.exception("unhandled", path=request.path)
+        body = chart_error_body("Internal Server Error", "yfproxy failed to answer; see its logs")
+        return web.Response(status=500, body=body, content_type="application/json")
+
+
+@web.middleware
+async def handshake_hosts(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """The cookie/consent handshake yfinance does before any request is answered here:
+    Yahoo's cookie is useless to a client of the proxy, and calling Yahoo for it
+    would spend the rate budget on nothing."""
+    host = request.headers.get("X-Forwarded-Host", "").split(":")[0].lower()
+    if host in HANDSHAKE_HOSTS:
+        response = web.Response(text="<html><body>yfproxy</body></html>", content_type="text/html")
+        response.set_cookie("A3", "d=yfproxy", max_age=365 * 86400, path="/", samesite="None")
+        return response
+    return await handler(request)
+
+
+async def chart(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS]
+    check_query_string(request.query_string, limit=settings.server.max_query_chars)
+    query = parse_chart_query(request.match_info["symbol"], request.query, now=time.time())
+    answer = await request.app[SERVICE].answer(
+        query,
+        accept_gzip="gzip" in request.headers.get("Accept-Encoding", ""),
+        if_none_match=request.headers.get("If-None-Match"),
+    )
+    return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
+
+
+async def getcrumb(request: web.Request) -> web.Response:
+    return web.Response(text=request.app[CRUMB], content_type="text/plain")
+
+
+async def passthrough(request: web.Request) -> web.Response:
+    service = request.app[PASSTHROUGH]
+    if not service.allowed(request.path):
+        raise not_found()
+    check_query_string(request.query_string, limit=request.app[SETTINGS].server.max_query_chars)
+    try:
+        answer = await service.get(request.path, list(request.query.items()))
+    except UpstreamError as exc:
+        raise unavailable(f"Upstream unavailable ({exc.category.value}); retry shortly", 5) from exc
+    headers = {"Content-Type": answer.content_type, "Cache-Status": _passthrough_status(answer.cached)}
+    return web.Response(status=answer.status, body=answer.body, headers=headers)
+
+
+def _passthrough_status(cached: bool) -> str:
+    return "yfproxy; hit" if cached else "yfproxy; fwd=miss; stored"
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def status(request: web.Request) -> web.Response:
+    """The core's slice of /status; the operations issue grows it to DESIGN.md's contract."""
+    from proxy import __version__
+
+    hot = request.app[HOT]
+    fetcher = request.app[FETCHER]
+    upstream = request.app[UPSTREAM]
+    lookups = hot.hits + hot.misses
+    return web.json_response(
+        {
+            "version": __version__,
+            "breaker": {"state": upstream.breaker.current_state.name.lower()},
+            "upstream": {"requests": upstream.stats.requests, "failures": upstream.stats.failures or {}},
+            "cache": {
+                "hot_series": len(hot),
+                "hot_bodies": hot.body_count,
+                "hot_hit_ratio": round(hot.hits / lookups, 4) if lookups else None,
+                "invalidation_subscribed": hot.subscribed,
+            },
+            "refresher": {
+                "queue_depth": fetcher.queue_depth,
+                "in_flight": fetcher.in_flight,
+                "submitted": fetcher.stats.submitted,
+                "coalesced": fetcher.stats.coalesced,
+                "completed": fetcher.stats.completed,
+                "failed": fetcher.stats.failed,
+            },
+        }
+    )
+
+
+def new_crumb() -> str:
+    return secrets.token_urlsafe(8)[:11]
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/v8/finance/chart/{symbol}", chart)
+    app.router.add_get("/v1/test/getcrumb", getcrumb)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/status", status)
+    app.router.add_get("/{tail:(v[0-9]+|ws)/.*}", passthrough)

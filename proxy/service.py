@@ -1,0 +1,263 @@
+"""ChartService: answers chart queries from the cache only.
+
+fresh hit → pre-rendered bytes from the hot layer; stale → served now, refresh
+queued; partial coverage → what exists, backfill queued; miss → per ``on_miss``:
+wait a bounded time on the one shared fetch, or 503 at once. The service never
+calls upstream itself (DESIGN.md data flow); it only submits work to the fetcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.utils import formatdate
+from typing import Literal
+
+import numpy as np
+import redis.exceptions
+
+from policies.errors import Category, UpstreamError
+from proxy.errors import YahooError, bad_request, not_found, unavailable, unprocessable
+from proxy.fetcher import FetchCoordinator, FetchKind, NegativeCache
+from proxy.hot import HotEntry, HotLayer, RenderedBody
+from proxy.intervals import DAY
+from proxy.query import ChartQuery
+from proxy.render import render_chart, select_events
+from proxy.series import Series, SeriesKey
+from proxy.store import SeriesStore
+from proxy.window import WindowView, approx_required_start, resolve
+
+CacheOutcome = Literal["hit", "stale", "partial", "miss", "collapsed"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSettings:
+    on_miss: Literal["wait", "reject"]
+    miss_wait_s: float
+    fresh_s: Callable[[str], int]
+    initial_depth_days: Callable[[str], int]
+    retry_after_s: int = 5
+
+
+@dataclass(slots=True)
+class ChartAnswer:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+    outcome: CacheOutcome
+
+
+@dataclass(slots=True)
+class _Cut:
+    entry: HotEntry
+    view: WindowView
+    rendered: RenderedBody
+    quality: float
+
+
+class ChartService:
+    def __init__(
+        self,
+        store: SeriesStore,
+        hot: HotLayer,
+        fetcher: FetchCoordinator,
+        negative: NegativeCache,
+        settings: ServiceSettings,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._hot = hot
+        self._fetcher = fetcher
+        self._negative = negative
+        self._settings = settings
+        self._clock = clock
+        self._loading: dict[SeriesKey, asyncio.Future[HotEntry | None]] = {}
+
+    async def answer(
+        self, query: ChartQuery, *, accept_gzip: bool = False, if_none_match: str | None = None
+    ) -> ChartAnswer:
+        now = self._clock()
+        entry = await self._entry(query)
+        miss: CacheOutcome | None = None
+        if entry is None:
+            entry, miss = await self._wait_for_miss(query, now)
+            now = self._clock()
+        cut = self._cut(entry, query, now)
+        series = entry.series
+        fresh = now - series.fetched_at <= self._settings.fresh_s(series.key.interval)
+        end_covered = min(cut.view.end, now) <= series.coverage_end or fresh
+        start_covered = series.coverage_start <= cut.view.required_start
+        if not start_covered:
+            self._fetcher.submit(series.key, cut.view.required_start, FetchKind.BACKFILL)
+        if not end_covered:
+            self._fetcher.submit(series.key, self._refresh_start(series), FetchKind.STALE)
+        outcome: CacheOutcome = "hit"
+        if miss is not None:
+            outcome = miss
+        elif not start_covered:
+            outcome = "partial"
+        elif not end_covered:
+            outcome = "stale"
+        return self._respond(cut, outcome, now, fresh, accept_gzip, if_none_match)
+
+    async def _entry(self, query: ChartQuery) -> HotEntry | None:
+        key = query.series_key
+        entry = self._hot.get(key)
+        if entry is not None or self._fetcher.miss_in_progress(key):
+            return entry
+        # One Redis read per series however many requests arrive together.
+        loading = self._loading.get(key)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load(query))
+            self._loading[key] = loading
+            loading.add_done_callback(lambda _f: self._loading.pop(key, None))
+        return await asyncio.shield(loading)
+
+    async def _load(self, query: ChartQuery) -> HotEntry | None:
+        try:
+            series = await self._store.load(query.series_key)
+        except redis.exceptions.RedisError as exc:
+            retry_after = self._settings.retry_after_s
+            raise unavailable(f"cache unavailable: {type(exc).__name__}", retry_after) from exc
+        return self._hot.put(series) if series is not None else None
+
+    async def _wait_for_miss(self, query: ChartQuery, now: float) -> tuple[HotEntry, CacheOutcome]:
+        # The shared (Redis) negative cache is consulted by the fetch job, once per burst.
+        if self._negative.known_locally(query.symbol):
+            raise not_found()
+        depth = self._settings.initial_depth_days(query.interval.name)
+        start = min(approx_required_start(query, now), int(now) - depth * DAY)
+        future, joined = self._fetcher.submit(query.series_key, start, FetchKind.MISS)
+        retry_after = self._settings.retry_after_s
+        if self._settings.on_miss == "reject":
+            raise unavailable("Data not cached yet; a fetch is queued, retry shortly", retry_after)
+        try:
+            series = await asyncio.wait_for(asyncio.shield(future), self._settings.miss_wait_s)
+        except TimeoutError as exc:
+            raise unavailable("Data not cached yet; still fetching, retry shortly", retry_after) from exc
+        except UpstreamError as exc:
+            raise _client_error(exc, retry_after) from exc
+        except asyncio.CancelledError:
+            if future.cancelled():  # the service is shutting down
+                raise unavailable("shutting down", retry_after) from None
+            raise
+        entry = self._hot.get(query.series_key) or self._hot.put(series)
+        return entry, "collapsed" if joined else "miss"
+
+    def _cut(self, entry: HotEntry, query: ChartQuery, now: float) -> _Cut:
+        view = resolve(entry.index, query, now)
+        events = select_events(entry.series, view, query)
+        signature = (
+            view.i0, view.i1, view.d0, view.d1, query.range_echo, query.interval.name,
+            tuple((kind, tuple(items)) for kind, items in events.items()),
+        )  # fmt: skip
+        rendered = self._hot.body(entry, signature)
+        if rendered is None:
+            rendered = RenderedBody.of(render_chart(entry.series, view, query, events))
+            rendered.quality = _integrity(entry.series, view)
+            self._hot.keep_body(entry, signature, rendered)
+        return _Cut(entry, view, rendered, rendered.quality)
+
+    def _refresh_start(self, series: Series) -> int:
+        # Yahoo revises the latest bars: fetch again from a little before our coverage end.
+        step = {"1m": 60}.get(series.key.interval, 0) or DAY // 24
+        return series.coverage_end - max(3 * step, 900)
+
+    def _respond(
+        self,
+        cut: _Cut,
+        outcome: CacheOutcome,
+        now: float,
+        fresh: bool,
+        accept_gzip: bool,
+        if_none_match: str | None,
+    ) -> ChartAnswer:
+        series = cut.entry.series
+        fresh_s = self._settings.fresh_s(series.key.interval)
+        age = max(0, int(now - series.fetched_at))
+        ttl = max(0, fresh_s - age) if fresh else 0
+        completeness = _completeness(series, cut.view, now, fresh)
+        headers = {
+            "Content-Type": "application/json;charset=utf-8",
+            "Cache-Status": _cache_status(outcome, ttl),
+            "Age": str(age),
+            "Last-Modified": formatdate(series.fetched_at, usegmt=True),
+            "ETag": cut.rendered.etag,
+            "Cache-Control": f"public, max-age={ttl}",
+            "Vary": "Accept-Encoding",
+            "X-Data-Quality": _ratio(cut.quality),
+            "X-Data-Completeness": _ratio(completeness),
+        }
+        if if_none_match is not None and _etag_matches(if_none_match, cut.rendered.etag):
+            return ChartAnswer(304, b"", headers, outcome)
+        body = cut.rendered.body
+        if accept_gzip:
+            gz = cut.rendered.gzipped
+            if gz is not None:
+                body = gz
+                headers["Content-Encoding"] = "gzip"
+        return ChartAnswer(200, body, headers, outcome)
+
+
+def _cache_status(outcome: CacheOutcome, ttl: int) -> str:
+    return {
+        "hit": f"yfproxy; hit; ttl={ttl}",
+        "stale": "yfproxy; hit; fwd=stale",
+        "partial": "yfproxy; hit; fwd=partial",
+        "miss": "yfproxy; fwd=miss; stored",
+        "collapsed": "yfproxy; fwd=miss; collapsed",
+    }[outcome]
+
+
+def _completeness(series: Series, view: WindowView, now: float, fresh: bool) -> float:
+    """Share of the asked time window that stored coverage vouches for."""
+    start, end = view.required_start, min(view.end, int(now))
+    if end <= start:
+        return 1.0
+    covered_to = int(now) if fresh else series.coverage_end
+    covered = min(end, covered_to) - max(start, series.coverage_start)
+    return max(0.0, min(1.0, covered / (end - start)))
+
+
+def _integrity(series: Series, view: WindowView) -> float:
+    """Interim quality until the validators land: share of bars with sane OHLC."""
+    if view.empty:
+        return 1.0
+    b = series.bars
+    sl = slice(view.i0, view.i1)
+    o, h, low, c = b.open[sl], b.high[sl], b.low[sl], b.close[sl]
+    with np.errstate(invalid="ignore"):
+        ok = (low > 0) & (low <= np.minimum(o, c)) & (h >= np.maximum(o, c))
+    return float(np.count_nonzero(ok)) / float(ok.size)
+
+
+def _ratio(value: float) -> str:
+    if math.isnan(value):
+        return "0"
+    return f"{value:.3f}".rstrip("0").rstrip(".") if value not in (0.0, 1.0) else str(int(value))
+
+
+def _etag_matches(header: str, etag: str) -> bool:
+    candidates = [c.strip().removeprefix("W/") for c in header.split(",")]
+    return "*" in candidates or etag in candidates
+
+
+def _client_error(exc: UpstreamError, retry_after: int) -> YahooError:
+    if exc.category is Category.NOT_FOUND:
+        return not_found()
+    if exc.category is Category.INVALID_REQUEST:
+        description = exc.yahoo_description or "Invalid input"
+        if "not available" in description or "must be within" in description:
+            return unprocessable(description)
+        return bad_request(description)
+    return unavailable(_UNAVAILABLE.get(exc.category, "Upstream unavailable; retry shortly"), retry_after)
+
+
+_UNAVAILABLE: dict[Category, str] = {
+    Category.RATE_LIMITED: "Upstream rate limit reached; data not cached yet, retry shortly",
+    Category.BREAKER_OPEN: "Upstream failing; data not cached yet, retry shortly",
+}

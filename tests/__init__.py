@@ -1,0 +1,1 @@
+"""yfproxy test suite."""

@@ -1,0 +1,1 @@
+"""End to end: real yfinance, the proxy as a process, the simulator as upstream."""

