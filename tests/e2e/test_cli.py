@@ -80,3 +80,48 @@ def test_serve_without_any_redis_installed(simulator: Any, tmp_path: Path) -> No
         proc.terminate()
         proc.wait(20)
     assert proc.returncode == 0 or proc.returncode == -15
+
+
+def test_status_prints_the_running_proxy(proxy: Any) -> None:
+    out = yfproxy("status", "--url", proxy.url)
+    assert out.returncode == 0, out.stderr
+    assert "breaker" in out.stdout and __version__ in out.stdout
+
+
+def test_status_says_when_nothing_answers() -> None:
+    out = yfproxy("status", "--url", f"http://127.0.0.1:{free_port()}")
+    assert out.returncode == 1 and "cannot reach" in out.stderr
+
+
+def test_warm_preloads_and_summarises(proxy: Any, simulator: Any) -> None:
+    before = simulator.counters()["chart_by_symbol"].get("YM=F", 0)
+    out = yfproxy("warm", "YM=F", "--intervals", "1d", "1h", "--url", proxy.url)
+    assert out.returncode == 0, out.stderr
+    assert "fwd=miss" in out.stdout
+    assert simulator.counters()["chart_by_symbol"]["YM=F"] - before == 2
+    again = yfproxy("warm", "YM=F", "--intervals", "1d", "--url", proxy.url)
+    assert "hit" in again.stdout
+    bad = yfproxy("warm", "NOPE", "--intervals", "1d", "--url", proxy.url)
+    assert bad.returncode == 1 and "HTTP 404" in bad.stdout
+
+
+def test_two_workers_share_the_port(simulator: Any, redis_url: str, tmp_path: Path) -> None:
+    from tests.e2e.conftest import start_proxy
+
+    db_url = redis_url.rsplit("/", 1)[0] + "/6"
+    started = start_proxy(simulator.base_url, db_url, tmp_path, YFPROXY__SERVER__WORKERS="2")
+    try:
+        url = f"{started.url}/v8/finance/chart/RTY=F?interval=1d&range=5d"
+        for _ in range(20):
+            with urllib.request.urlopen(url, timeout=40) as resp:
+                assert resp.status == 200
+    finally:
+        started.stop()
+
+
+def test_logging_modes() -> None:
+    from proxy.logs import configure_logging
+
+    configure_logging("debug", "json")
+    configure_logging("info", "console")
+    configure_logging("warning", "auto")
