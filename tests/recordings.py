@@ -20,7 +20,7 @@ class Recording:
 
     @property
     def result(self) -> dict[str, Any]:
-        return self.body["chart"]["result"][0]
+        return dict(self.body["chart"]["result"][0])
 
 
 def all_recordings() -> list[Recording]:

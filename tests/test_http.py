@@ -11,9 +11,9 @@ import pytest
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.test_utils import TestClient
-from proxy.config import load_config
 
 from proxy.app import create_app
+from proxy.config import load_config
 from proxy.keys import STORE
 from proxy.transport import RawResponse, Timeouts
 from tests.recordings import all_recordings, recording

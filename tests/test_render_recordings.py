@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from proxy.query import parse_chart_query
 
 from proxy.ingest import parse_chart_result
 from proxy.merge import merge_series
+from proxy.query import parse_chart_query
 from proxy.render import render_chart
 from proxy.series import Series
 from proxy.window import SeriesIndex, resolve

@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 import orjson
 import pytest
 import redis.asyncio as aioredis
-from proxy.query import parse_chart_query
 
 from policies.errors import Category, UpstreamError
 from proxy.errors import YahooError
 from proxy.fetcher import FetchCoordinator, NegativeCache
 from proxy.hot import HotLayer, listen_for_invalidations
+from proxy.query import parse_chart_query
 from proxy.service import ChartService, ServiceSettings
 from proxy.store import SeriesStore
 from proxy.transport import RawResponse, Timeouts

@@ -18,7 +18,6 @@ import yfproxy_client
 PACKAGE = CLIENT / "yfproxy_client"
 SOURCES = sorted(PACKAGE.glob("*.py"))
 # What pip needs from an index to build the wheel: the pinned build backend.
-_NO_BACKEND = ("No matching distribution found", "Could not find a version", "NewConnectionError")
 
 
 def build_wheel(tmp_path: Path) -> Path:
@@ -34,8 +33,6 @@ def build_wheel(tmp_path: Path) -> Path:
         text=True,
         timeout=180,
     )
-    if out.returncode != 0 and any(sign in out.stdout + out.stderr for sign in _NO_BACKEND):
-        pytest.skip(f"the pinned build backend is not reachable from here:\n{out.stderr[-500:]}")
     assert out.returncode == 0, out.stdout + out.stderr
     (wheel,) = (tmp_path / "dist").glob("yfproxy_client-0.1.0-*.whl")
     return wheel

@@ -11,13 +11,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+import yfinance as yf
 from conftest import CLIENT, TESTS, child_env, venv_python
 from curl_cffi import requests as curl_requests
 from yfpc_fake_yahoo import CRUMB, FakeYahoo
 
 import yfproxy_client
-
-yf = pytest.importorskip("yfinance")
 
 # The recording's window: period1/period2 = 2026-08-28/2026-09-28 at New York midnight.
 START, END = "2026-08-28", "2026-09-28"

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from loadtests.yahoo_sim.testing import start_simulator
 
+from loadtests.yahoo_sim.testing import start_simulator
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,11 +9,10 @@ from typing import Any
 
 import pandas as pd
 import pytest
+import yfinance as yf
 import yfproxy_client
 
 from tests.e2e.conftest import ProxyProcess
-
-yf = pytest.importorskip("yfinance")
 
 
 @pytest.fixture(autouse=True)

@@ -4,10 +4,7 @@ a frozen clock, and the real Yahoo recordings to compare shapes against."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -15,8 +12,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from loadtests.yahoo_sim import SimConfig, create_app
+from tests.recordings import Recording, all_recordings
 
-RECORDINGS = Path(__file__).resolve().parents[3] / "shared" / "yahoo-recordings"
 # Sunday 2026-09-27 20:15:41 UTC, when the recordings were made (latest session: Fri 25th).
 SUNDAY = 1790540141
 NY = ZoneInfo("America/New_York")
@@ -33,33 +30,8 @@ def ny_time(ts: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ts, NY)
 
 
-@dataclass(frozen=True)
-class Recording:
-    name: str
-    symbol: str
-    params: dict[str, str]
-    recorded_at: int
-    body: dict[str, Any]
-
-    @property
-    def result(self) -> dict[str, Any]:
-        return dict(self.body["chart"]["result"][0])
-
-
 def load_recordings() -> list[Recording]:
-    out = []
-    for path in sorted(RECORDINGS.glob("GET_v8_finance_chart_*.json")):
-        exchange = json.loads(path.read_text())[0]
-        out.append(
-            Recording(
-                name=path.stem.removeprefix("GET_v8_finance_chart_"),
-                symbol=exchange["request"]["url"].rsplit("/", 1)[1],
-                params=dict(exchange["request"]["params"]),
-                recorded_at=int(exchange["recorded_at"]),
-                body=exchange["response"]["json"],
-            )
-        )
-    return out
+    return all_recordings()
 
 
 @pytest.fixture

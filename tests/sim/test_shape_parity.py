@@ -14,6 +14,7 @@ from loadtests.yahoo_sim import SimConfig, create_app
 from tests.sim.conftest import ClientFactory, Recording, load_recordings
 
 RECORDINGS = load_recordings()
+assert RECORDINGS, "the Yahoo recordings must lie in ../shared/yahoo-recordings"
 # Yahoo's own data lacks the 06:00 ET pre-market bar of 2026-09-23 in this file (a gap in
 # the recording, see INDEX.md); the simulator has no gaps, so it returns exactly one more.
 GAPPED = {"IBM_45951dc5fe": 1}
@@ -23,8 +24,6 @@ ECHOED = (
     "hasPrePostMarketData", "firstTradeDate", "gmtoffset", "timezone", "dataGranularity", "range",
     "validRanges", "priceHint", "longName", "shortName",
 )  # fmt: skip
-
-pytestmark = pytest.mark.skipif(not RECORDINGS, reason="no Yahoo recordings beside the repository")
 
 
 @pytest.fixture(params=RECORDINGS, ids=lambda r: r.name)

@@ -9,10 +9,9 @@ import time
 from typing import Any
 
 import pytest
+import yfinance.scrapers.history as yf_history
 
 from loadtests.yahoo_sim import answer
-
-yf_history = pytest.importorskip("yfinance.scrapers.history")
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
 NOW = time.time() // 60 * 60  # yfinance computes periods from the real clock
