@@ -102,7 +102,7 @@ async def seed(redis_url: str) -> None:
     payload = parse_chart_result(rec.result)
     rng = np.random.default_rng(3)
     price = (400 + np.cumsum(rng.normal(0, 0.2, BARS))).astype(np.float32).astype(np.float64)
-    start = rec.recorded_at - BARS * 60
+    start = (int(time.time()) // 60 - BARS) * 60
     payload.bars = Bars(
         start + 60 * np.arange(BARS, dtype=np.int64), price, price + 0.5, price - 0.5, price,
         rng.integers(0, 9000, BARS).astype(np.int64),
@@ -112,7 +112,7 @@ async def seed(redis_url: str) -> None:
     await store.merge(
         SeriesKey("BENCH", "1m", False),
         payload,
-        window_start=start - 60,
+        window_start=start - 86400,
         window_end=int(time.time()) + 60,
         fetched_at=time.time(),
     )
@@ -125,6 +125,7 @@ def main() -> int:
             print(f"bench: {tool} is not on PATH (apt-get install redis-server nginx wrk)", file=sys.stderr)
             return 2
     work = Path(tempfile.mkdtemp(prefix="yfproxy-bench-"))
+    work.chmod(0o755)  # nginx's workers read the body file as an unprivileged user
     procs: list[subprocess.Popen[bytes]] = []
     try:
         redis_port = free_port()
@@ -140,7 +141,7 @@ def main() -> int:
                "YFPROXY__UPSTREAM__TRANSPORT": "aiohttp", "YFPROXY__CACHE__ON_MISS": "reject",
                "YFPROXY__LOGGING__LEVEL": "warning", "YFPROXY__CACHE__FRESH_S__1M": "86400"}  # fmt: skip
         procs.append(subprocess.Popen([sys.executable, "-m", "proxy", "serve"], cwd=ROOT, env=env))
-        chart = f"http://127.0.0.1:{proxy_port}/v8/finance/chart/BENCH?interval=1m&range=1d"
+        chart = f"http://127.0.0.1:{proxy_port}/v8/finance/chart/BENCH?interval=1m&range=5d"
         wait_http(chart)
         with urllib.request.urlopen(chart) as resp:
             body = resp.read()

@@ -156,9 +156,7 @@ class FetchCoordinator:
     async def close(self) -> None:
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await asyncio.wait(self._tasks, timeout=5)
         for job in [*self._pending.values(), *self._running.values()]:
             if not job.future.done():
                 job.future.cancel()

@@ -155,5 +155,7 @@ async def listen_for_invalidations(
             hot.subscribed = False
             await asyncio.sleep(retry_s)
         finally:
+            # Bounded: shutting down must never wait on a dead connection.
             with contextlib.suppress(Exception):
-                await pubsub.aclose()
+                async with asyncio.timeout(2):
+                    await pubsub.aclose()

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 _EVENT_KINDS = {"div": "dividends", "split": "splits", "capitalGains": "capitalGains", "earn": "earnings"}
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+_FAR_FUTURE = 2**62
 
 
 def render_chart(
@@ -98,7 +99,8 @@ def select_events(series: Series, view: WindowView, query: ChartQuery) -> dict[s
     for asked in sorted(query.events):
         kind = _EVENT_KINDS.get(asked, asked)
         timed = [(_event_time(k, v), k, v) for k, v in series.events.get(kind, {}).items()]
-        picked = sorted((t, k, v) for t, k, v in timed if t is not None and view.start <= t < view.end)
+        end = view.end if view.end is not None else _FAR_FUTURE
+        picked = sorted((t, k, v) for t, k, v in timed if t is not None and view.start <= t < end)
         if picked:
             out[kind] = {k: v for _, k, v in picked}
     return out

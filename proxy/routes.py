@@ -13,6 +13,7 @@ import structlog
 from aiohttp import web
 
 from policies.errors import UpstreamError
+from proxy import __version__
 from proxy.errors import YahooError, chart_error_body, not_found, unavailable
 from proxy.keys import (
     CRUMB,
@@ -23,7 +24,7 @@ from proxy.keys import (
     SETTINGS,
     UPSTREAM,
 )
-from proxy.query import check_query_string, parse_chart_query
+from proxy.query import ChartQuery, check_query_string, parse_chart_query
 
 log = structlog.get_logger("yfproxy.http")
 
@@ -68,13 +69,29 @@ async def handshake_hosts(request: web.Request, handler: web.Handler) -> web.Str
 async def chart(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     check_query_string(request.query_string, limit=settings.server.max_query_chars)
-    query = parse_chart_query(request.match_info["symbol"], request.query, now=time.time())
+    query = _parse(request, time.time())
     answer = await request.app[SERVICE].answer(
         query,
         accept_gzip="gzip" in request.headers.get("Accept-Encoding", ""),
         if_none_match=request.headers.get("If-None-Match"),
     )
     return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
+
+
+_PARSED_MAX = 4096
+_parsed: dict[tuple[str, str, int], ChartQuery] = {}
+
+
+def _parse(request: web.Request, now: float) -> ChartQuery:
+    """Dashboards repeat the same URLs: parse each once a minute (limits depend on now)."""
+    key = (request.match_info["symbol"], request.query_string, int(now) // 60)
+    query = _parsed.get(key)
+    if query is None:
+        query = parse_chart_query(key[0], request.query, now=now)
+        if len(_parsed) >= _PARSED_MAX:
+            _parsed.clear()
+        _parsed[key] = query
+    return query
 
 
 async def getcrumb(request: web.Request) -> web.Response:
@@ -104,8 +121,6 @@ async def healthz(_request: web.Request) -> web.Response:
 
 async def status(request: web.Request) -> web.Response:
     """The core's slice of /status; the operations issue grows it to DESIGN.md's contract."""
-    from proxy import __version__
-
     hot = request.app[HOT]
     fetcher = request.app[FETCHER]
     upstream = request.app[UPSTREAM]

@@ -13,7 +13,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.utils import formatdate
 from typing import Literal
 
 import numpy as np
@@ -23,7 +22,7 @@ from policies.errors import Category, UpstreamError
 from proxy.errors import YahooError, bad_request, not_found, unavailable, unprocessable
 from proxy.fetcher import FetchCoordinator, FetchKind, NegativeCache
 from proxy.hot import HotEntry, HotLayer, RenderedBody
-from proxy.intervals import DAY
+from proxy.intervals import DAY, lookup
 from proxy.query import ChartQuery
 from proxy.render import render_chart, select_events
 from proxy.series import Series, SeriesKey
@@ -89,7 +88,7 @@ class ChartService:
         cut = self._cut(entry, query, now)
         series = entry.series
         fresh = now - series.fetched_at <= self._settings.fresh_s(series.key.interval)
-        end_covered = min(cut.view.end, now) <= series.coverage_end or fresh
+        end_covered = cut.view.end_by(now) <= series.coverage_end or fresh
         start_covered = series.coverage_start <= cut.view.required_start
         if not start_covered:
             self._fetcher.submit(series.key, cut.view.required_start, FetchKind.BACKFILL)
@@ -163,9 +162,10 @@ class ChartService:
         return _Cut(entry, view, rendered, rendered.quality)
 
     def _refresh_start(self, series: Series) -> int:
-        # Yahoo revises the latest bars: fetch again from a little before our coverage end.
-        step = {"1m": 60}.get(series.key.interval, 0) or DAY // 24
-        return series.coverage_end - max(3 * step, 900)
+        # Yahoo revises the latest bars: fetch again from a few bars before our coverage end.
+        interval = lookup(series.key.interval)
+        bar_s = interval.seconds if interval is not None else DAY
+        return series.coverage_end - max(3 * bar_s, 900)
 
     def _respond(
         self,
@@ -185,7 +185,7 @@ class ChartService:
             "Content-Type": "application/json;charset=utf-8",
             "Cache-Status": _cache_status(outcome, ttl),
             "Age": str(age),
-            "Last-Modified": formatdate(series.fetched_at, usegmt=True),
+            "Last-Modified": cut.entry.index.last_modified,
             "ETag": cut.rendered.etag,
             "Cache-Control": f"public, max-age={ttl}",
             "Vary": "Accept-Encoding",
@@ -215,7 +215,7 @@ def _cache_status(outcome: CacheOutcome, ttl: int) -> str:
 
 def _completeness(series: Series, view: WindowView, now: float, fresh: bool) -> float:
     """Share of the asked time window that stored coverage vouches for."""
-    start, end = view.required_start, min(view.end, int(now))
+    start, end = view.required_start, view.end_by(now)
     if end <= start:
         return 1.0
     covered_to = int(now) if fresh else series.coverage_end

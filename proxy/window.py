@@ -13,6 +13,7 @@ import datetime as dt
 import math
 import re
 from dataclasses import dataclass
+from email.utils import formatdate
 from functools import cached_property
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -37,7 +38,7 @@ class WindowView:
     d0: int  # trading-day slice [d0, d1) for meta.tradingPeriods
     d1: int
     start: int  # the asked window in unix seconds [start, end)
-    end: int
+    end: int | None  # None: open-ended, up to now
     required_start: int  # the answer is complete only if stored coverage reaches back to here
     prev_close: float  # chartPreviousClose of this cut
 
@@ -45,12 +46,17 @@ class WindowView:
     def empty(self) -> bool:
         return self.i1 <= self.i0
 
+    def end_by(self, now: float) -> int:
+        """The window's end as a time no later than now."""
+        return int(now) if self.end is None else min(self.end, int(now))
+
 
 class SeriesIndex:
     """Per-version derived lookups of one series (computed once, kept in the hot layer)."""
 
     def __init__(self, series: Series) -> None:
         self.series = series
+        self.views: dict[tuple[object, ...], WindowView] = {}
         name = series.meta.get("exchangeTimezoneName")
         try:
             self.tz = ZoneInfo(name) if isinstance(name, str) and name else ZoneInfo("UTC")
@@ -81,6 +87,10 @@ class SeriesIndex:
         return DAY - open_tod if crosses_midnight else 0
 
     @cached_property
+    def last_modified(self) -> str:
+        return formatdate(self.series.fetched_at, usegmt=True)
+
+    @cached_property
     def day_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         days = self.series.days
         first = np.where(days.pre_start > 0, days.pre_start, days.regular_start)
@@ -99,20 +109,43 @@ def _local_dates(ts: np.ndarray, tz: ZoneInfo) -> np.ndarray:
     return local.values.astype("datetime64[D]").astype(np.int64)
 
 
+_VIEW_CACHE_SIZE = 512
+
+
 def resolve(index: SeriesIndex, query: ChartQuery, now: float) -> WindowView:
+    """The cut for ``query``; memoised per series version, since the hot path asks the
+    same few windows over and over. Windows that end "now" are recomputed once a minute
+    (a new bar can only arrive with a new series version anyway)."""
+    open_ended = query.period1 is None or query.period2 is None
+    key = (
+        query.range,
+        query.period1,
+        query.period2,
+        query.interval.name,
+        int(now) // 60 if open_ended else 0,
+    )
+    view = index.views.get(key)
+    if view is None:
+        view = _resolve(index, query, now)
+        if len(index.views) >= _VIEW_CACHE_SIZE:
+            index.views.clear()
+        index.views[key] = view
+    return view
+
+
+def _resolve(index: SeriesIndex, query: ChartQuery, now: float) -> WindowView:
     series = index.series
     ts = series.bars.ts
+    end = query.period2 if query.period1 is not None else None
     if query.period1 is not None:
         start = query.period1
-        end = query.period2 if query.period2 is not None else int(now)
         i0 = int(np.searchsorted(ts, start, side="left"))
-        i1 = int(np.searchsorted(ts, end, side="left"))
+        i1 = int(np.searchsorted(ts, end, side="left")) if end is not None else len(ts)
         required = _earliest_available(series, query, now, start)
     else:
         i0, required = _range_start(index, query.range or "1d", query, now)
         i1 = len(ts)
         start = int(ts[i0]) if i0 < len(ts) else required
-        end = int(now)
     d0, d1 = _day_slice(index, i0, i1)
     return WindowView(i0, i1, d0, d1, start, end, required, _prev_close(index, i0))
 

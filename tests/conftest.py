@@ -123,7 +123,7 @@ def redis_url() -> Iterator[str]:
 @pytest.fixture
 async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.Redis.from_url(redis_url)
-    await client.flushall()
+    await client.flushdb()
     try:
         yield client
     finally:
