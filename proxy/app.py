@@ -19,7 +19,7 @@ from proxy.fetcher import FetchCoordinator, NegativeCache
 from proxy.hot import HotLayer, listen_for_invalidations
 from proxy.keys import CRUMB, FETCHER, HOT, PASSTHROUGH, REDIS, SERVICE, SETTINGS, STORE, UPSTREAM
 from proxy.passthrough import Passthrough
-from proxy.routes import add_routes, handshake_hosts, new_crumb, yahoo_errors
+from proxy.routes import add_routes, new_crumb, yahoo_front
 from proxy.service import ChartService, ServiceSettings
 from proxy.store import SeriesStore
 from proxy.transport import Timeouts, Transport, make_transport
@@ -32,7 +32,7 @@ def create_app(
     transport: Transport | None = None,
     clock: Callable[[], float] = time.time,
 ) -> web.Application:
-    app = web.Application(middlewares=[handshake_hosts, yahoo_errors])
+    app = web.Application(middlewares=[yahoo_front])
     app[SETTINGS] = config
     app[CRUMB] = new_crumb()
     app.cleanup_ctx.append(_redis_ctx)

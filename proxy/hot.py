@@ -32,12 +32,19 @@ _GZIP_MIN_BYTES = 1024
 class RenderedBody:
     body: bytes
     etag: str
-    quality: float = 1.0  # share of sane bars in this cut, computed with the body
+    headers: dict[str, str]  # the headers that depend only on this body
     _gzipped: bytes | None = None
 
     @classmethod
-    def of(cls, body: bytes) -> RenderedBody:
-        return cls(body, '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"')
+    def of(cls, body: bytes, *, quality: str = "1") -> RenderedBody:
+        etag = '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+        headers = {
+            "Content-Type": "application/json;charset=utf-8",
+            "ETag": etag,
+            "Vary": "Accept-Encoding",
+            "X-Data-Quality": quality,
+        }
+        return cls(body, etag, headers)
 
     @property
     def gzipped(self) -> bytes | None:

@@ -36,8 +36,12 @@ def error_response(error: YahooError) -> web.Response:
 
 
 @web.middleware
-async def yahoo_errors(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    """Every failure on a Yahoo path leaves in Yahoo's shape, never aiohttp's HTML."""
+async def yahoo_front(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """One middleware, so the hot path pays for one: the local handshake answers, and
+    every failure on a Yahoo path leaves in Yahoo's shape, never aiohttp's HTML."""
+    forwarded = request.headers.get("X-Forwarded-Host")
+    if forwarded is not None and forwarded.split(":")[0].lower() in HANDSHAKE_HOSTS:
+        return _handshake()
     try:
         return await handler(request)
     except YahooError as exc:
@@ -53,17 +57,12 @@ async def yahoo_errors(request: web.Request, handler: web.Handler) -> web.Stream
         return web.Response(status=500, body=body, content_type="application/json")
 
 
-@web.middleware
-async def handshake_hosts(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    """The cookie/consent handshake yfinance does before any request is answered here:
-    Yahoo's cookie is useless to a client of the proxy, and calling Yahoo for it
-    would spend the rate budget on nothing."""
-    host = request.headers.get("X-Forwarded-Host", "").split(":")[0].lower()
-    if host in HANDSHAKE_HOSTS:
-        response = web.Response(text="<html><body>yfproxy</body></html>", content_type="text/html")
-        response.set_cookie("A3", "d=yfproxy", max_age=365 * 86400, path="/", samesite="None")
-        return response
-    return await handler(request)
+def _handshake() -> web.Response:
+    """yfinance's cookie/consent handshake is answered here: Yahoo's cookie is useless
+    to a client of the proxy, and fetching it would spend the rate budget on nothing."""
+    response = web.Response(text="<html><body>yfproxy</body></html>", content_type="text/html")
+    response.set_cookie("A3", "d=yfproxy", max_age=365 * 86400, path="/", samesite="None")
+    return response
 
 
 async def chart(request: web.Request) -> web.Response:

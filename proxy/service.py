@@ -54,7 +54,6 @@ class _Cut:
     entry: HotEntry
     view: WindowView
     rendered: RenderedBody
-    quality: float
 
 
 class ChartService:
@@ -156,10 +155,12 @@ class ChartService:
         )  # fmt: skip
         rendered = self._hot.body(entry, signature)
         if rendered is None:
-            rendered = RenderedBody.of(render_chart(entry.series, view, query, events))
-            rendered.quality = _integrity(entry.series, view)
+            quality = _integrity(entry.series, view)
+            rendered = RenderedBody.of(
+                render_chart(entry.series, view, query, events), quality=_ratio(quality)
+            )
             self._hot.keep_body(entry, signature, rendered)
-        return _Cut(entry, view, rendered, rendered.quality)
+        return _Cut(entry, view, rendered)
 
     def _refresh_start(self, series: Series) -> int:
         # Yahoo revises the latest bars: fetch again from a few bars before our coverage end.
@@ -181,17 +182,12 @@ class ChartService:
         age = max(0, int(now - series.fetched_at))
         ttl = max(0, fresh_s - age) if fresh else 0
         completeness = _completeness(series, cut.view, now, fresh)
-        headers = {
-            "Content-Type": "application/json;charset=utf-8",
-            "Cache-Status": _cache_status(outcome, ttl),
-            "Age": str(age),
-            "Last-Modified": cut.entry.index.last_modified,
-            "ETag": cut.rendered.etag,
-            "Cache-Control": f"public, max-age={ttl}",
-            "Vary": "Accept-Encoding",
-            "X-Data-Quality": _ratio(cut.quality),
-            "X-Data-Completeness": _ratio(completeness),
-        }
+        headers = cut.rendered.headers.copy()  # the per-body part is built once
+        headers["Cache-Status"] = _cache_status(outcome, ttl)
+        headers["Age"] = str(age)
+        headers["Last-Modified"] = cut.entry.index.last_modified
+        headers["Cache-Control"] = f"public, max-age={ttl}"
+        headers["X-Data-Completeness"] = "1" if completeness >= 1.0 else _ratio(completeness)
         if if_none_match is not None and _etag_matches(if_none_match, cut.rendered.etag):
             return ChartAnswer(304, b"", headers, outcome)
         body = cut.rendered.body
@@ -203,14 +199,16 @@ class ChartService:
         return ChartAnswer(200, body, headers, outcome)
 
 
+_CACHE_STATUS = {
+    "stale": "yfproxy; hit; fwd=stale",
+    "partial": "yfproxy; hit; fwd=partial",
+    "miss": "yfproxy; fwd=miss; stored",
+    "collapsed": "yfproxy; fwd=miss; collapsed",
+}
+
+
 def _cache_status(outcome: CacheOutcome, ttl: int) -> str:
-    return {
-        "hit": f"yfproxy; hit; ttl={ttl}",
-        "stale": "yfproxy; hit; fwd=stale",
-        "partial": "yfproxy; hit; fwd=partial",
-        "miss": "yfproxy; fwd=miss; stored",
-        "collapsed": "yfproxy; fwd=miss; collapsed",
-    }[outcome]
+    return f"yfproxy; hit; ttl={ttl}" if outcome == "hit" else _CACHE_STATUS[outcome]
 
 
 def _completeness(series: Series, view: WindowView, now: float, fresh: bool) -> float:

@@ -203,12 +203,12 @@ async def test_health_and_status(app_client: tuple[TestClient, CountingTransport
 
 
 async def test_unexpected_errors_leave_in_yahoo_shape(aiohttp_client: ClientFactory) -> None:
-    from proxy.routes import yahoo_errors
+    from proxy.routes import yahoo_front
 
     async def boom(_request: web.Request) -> web.Response:
         raise RuntimeError("bug")
 
-    app = web.Application(middlewares=[yahoo_errors])
+    app = web.Application(middlewares=[yahoo_front])
     app.router.add_get("/x", boom)
     client = await aiohttp_client(app)
     resp = await client.get("/x")
