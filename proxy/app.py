@@ -13,6 +13,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from policies.ratelimit import LimiterSettings, SharedRateLimiter
 from proxy.config import Config
 from proxy.embedded_redis import ensure_redis
 from proxy.fetcher import FetchCoordinator, NegativeCache
@@ -23,7 +24,7 @@ from proxy.routes import add_routes, new_crumb, yahoo_front
 from proxy.service import ChartService, ServiceSettings
 from proxy.store import SeriesStore
 from proxy.transport import Timeouts, Transport, make_transport
-from proxy.upstream import UpstreamClient, UpstreamSettings
+from proxy.upstream import UPSTREAM_ENDPOINTS, UpstreamClient, UpstreamSettings
 
 
 def create_app(
@@ -97,7 +98,9 @@ def _upstream_ctx(transport: Transport | None) -> Callable[[web.Application], As
         chosen = transport or make_transport(
             up.transport, impersonate=up.impersonate, limit=up.max_concurrency * 2
         )
-        client = UpstreamClient(chosen, settings)
+        client = UpstreamClient(
+            chosen, settings, _limiter(app[REDIS], config), budget_wait_s=config.rate_limit.max_wait_s
+        )
         app[UPSTREAM] = client
         try:
             yield
@@ -105,6 +108,28 @@ def _upstream_ctx(transport: Transport | None) -> Callable[[web.Application], As
             await client.close()
 
     return ctx
+
+
+def _limiter(redis: aioredis.Redis, config: Config) -> SharedRateLimiter:
+    rl = config.rate_limit
+    fixed = not config.features.adaptive_limiter
+    settings = LimiterSettings(
+        initial_rps=rl.initial_rps,
+        # With the adaptive limiter off, the rate stays at initial_rps: a fixed pacing.
+        min_rps=rl.initial_rps if fixed else rl.min_rps,
+        max_rps=rl.initial_rps if fixed else rl.max_rps,
+        burst=rl.burst,
+        increase_rps=rl.increase_rps,
+        decrease_factor=rl.decrease_factor,
+        increase_every_s=rl.increase_every_s,
+        lockout_s=rl.lockout_s,
+    )
+    return SharedRateLimiter(
+        redis,
+        config.redis.key_prefix,
+        {endpoint: settings for endpoint in UPSTREAM_ENDPOINTS},
+        expected_replicas=rl.expected_replicas,
+    )
 
 
 def _service_ctx(clock: Callable[[], float]) -> Callable[[web.Application], AsyncIterator[None]]:

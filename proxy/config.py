@@ -376,6 +376,37 @@ class RateLimitConfig(_Section):
     max_rps: Float = Field(
         2.0, gt=0, le=1000, description="Fastest rate the limiter climbs to on success, in requests/s."
     )
+    burst: Float = Field(
+        2.0, ge=1, le=1000, description="Requests that may start back to back when the budget is full."
+    )
+    increase_rps: Float = Field(
+        0.05,
+        ge=0,
+        le=100,
+        description="Rate added after each increase_every_s of clean success, in requests/s.",
+    )
+    decrease_factor: Float = Field(
+        0.5, gt=0, lt=1, description="Factor the rate is multiplied by on a 429 (multiplicative decrease)."
+    )
+    increase_every_s: Float = Field(
+        5.0, ge=0, le=3600, description="Shortest time between two rate increases, in seconds."
+    )
+    lockout_s: Float = Field(
+        10.0, ge=0, le=3600, description="Pause after a 429 that carries no Retry-After, in seconds."
+    )
+    max_wait_s: Float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Longest wait for the budget before a fetch fails as budget exhausted.",
+    )
+    expected_replicas: Int = Field(
+        1,
+        ge=1,
+        le=1000,
+        description="Processes sharing the budget; while Redis is unreachable each one "
+        "falls back to a local bucket of max_rps / expected_replicas.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> RateLimitConfig:

@@ -25,6 +25,7 @@ from proxy.keys import (
     UPSTREAM,
 )
 from proxy.query import ChartQuery, check_query_string, parse_chart_query
+from proxy.upstream import UPSTREAM_ENDPOINTS, UpstreamClient
 
 log = structlog.get_logger("yfproxy.http")
 
@@ -128,6 +129,7 @@ async def status(request: web.Request) -> web.Response:
         {
             "version": __version__,
             "breaker": {"state": upstream.breaker.current_state.name.lower()},
+            "rate_limit": await _limiter_status(upstream),
             "upstream": {"requests": upstream.stats.requests, "failures": upstream.stats.failures or {}},
             "cache": {
                 "hot_series": len(hot),
@@ -145,6 +147,15 @@ async def status(request: web.Request) -> web.Response:
             },
         }
     )
+
+
+async def _limiter_status(upstream: UpstreamClient) -> dict[str, object]:
+    if upstream.limiter is None:
+        return {}
+    chart = await upstream.limiter.state("chart")
+    return {"current_rps": chart["current_rps"], "window": chart["window"], "endpoints": {
+        endpoint: await upstream.limiter.state(endpoint) for endpoint in UPSTREAM_ENDPOINTS
+    }}  # fmt: skip
 
 
 def new_crumb() -> str:

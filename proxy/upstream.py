@@ -20,11 +20,14 @@ import orjson
 from aiobreaker import CircuitBreaker, CircuitBreakerError
 
 from policies.errors import Category, FailureContext, UpstreamError
+from policies.ratelimit import SharedRateLimiter
 from proxy.ingest import ChartPayload, PayloadError, UpstreamChartError, parse_chart_body
 from proxy.series import SeriesKey
 from proxy.transport import RawResponse, Timeouts, Transport
 
 CHART_EVENTS = "div,splits,capitalGains"
+# Each endpoint has its own budget in the shared limiter.
+UPSTREAM_ENDPOINTS = ("chart", "passthrough")
 _EXCERPT = 200
 
 
@@ -52,9 +55,19 @@ class UpstreamStats:
 
 
 class UpstreamClient:
-    def __init__(self, transport: Transport, settings: UpstreamSettings) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        settings: UpstreamSettings,
+        limiter: SharedRateLimiter | None = None,
+        *,
+        budget_wait_s: float = 30.0,
+    ) -> None:
         self._transport = transport
         self._settings = settings
+        # The shared adaptive budget; without one (unit tests) a fixed local pacing applies.
+        self.limiter = limiter
+        self._budget_wait_s = budget_wait_s
         self._slots = asyncio.Semaphore(settings.max_concurrency)
         self._pace_lock = asyncio.Lock()
         self._next_start = 0.0
@@ -80,7 +93,7 @@ class UpstreamClient:
         }
         url = f"{self._settings.base_url}/v8/finance/chart/{quote(key.symbol, safe='')}"
         context = FailureContext(symbol=key.symbol, interval=key.interval)
-        raw = await self._call(url, params, context)
+        raw = await self._call(url, params, context, endpoint="chart")
         try:
             return parse_chart_body(raw.body)
         except UpstreamChartError as exc:
@@ -91,16 +104,23 @@ class UpstreamClient:
     async def passthrough(self, path: str, params: dict[str, str]) -> RawResponse:
         """Forward an allow-listed non-chart GET; any Yahoo answer below 500 is returned as is."""
         context = FailureContext(symbol=path)
-        return await self._call(f"{self._settings.base_url}{path}", params, context, accept_4xx=True)
+        url = f"{self._settings.base_url}{path}"
+        return await self._call(url, params, context, endpoint="passthrough", accept_4xx=True)
 
     async def _call(
-        self, url: str, params: dict[str, str], context: FailureContext, *, accept_4xx: bool = False
+        self,
+        url: str,
+        params: dict[str, str],
+        context: FailureContext,
+        *,
+        endpoint: str,
+        accept_4xx: bool = False,
     ) -> RawResponse:
         attempts = self._settings.max_attempts
         for attempt in range(1, attempts + 1):
             context.attempt = attempt
             try:
-                return await self._attempt(url, params, context, accept_4xx)
+                return await self._attempt(url, params, context, endpoint, accept_4xx)
             except UpstreamError as exc:
                 self.stats.failed(exc.category)
                 if not exc.category.retryable or attempt == attempts:
@@ -109,32 +129,53 @@ class UpstreamClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _attempt(
-        self, url: str, params: dict[str, str], context: FailureContext, accept_4xx: bool
+        self, url: str, params: dict[str, str], context: FailureContext, endpoint: str, accept_4xx: bool
     ) -> RawResponse:
         try:
-            return await self.breaker.call_async(self._send, url, params, context, accept_4xx)
+            return await self.breaker.call_async(self._send, url, params, context, endpoint, accept_4xx)
         except CircuitBreakerError as exc:
             raise UpstreamError(Category.BREAKER_OPEN, "circuit breaker open", context) from exc
 
     async def _send(
-        self, url: str, params: dict[str, str], context: FailureContext, accept_4xx: bool
+        self, url: str, params: dict[str, str], context: FailureContext, endpoint: str, accept_4xx: bool
     ) -> RawResponse:
         async with self._slots:
-            await self._pace()
+            await self._wait_for_budget(endpoint, context)
             self.stats.requests += 1
             started = time.monotonic()
             try:
                 raw = await self._transport.get(
                     url, params=params, headers=_HEADERS, timeouts=self._settings.timeouts
                 )
+                context.status = raw.status
+                classify(raw, context, accept_4xx=accept_4xx)
             except UpstreamError as exc:
                 exc.context = context
+                await self._record_failure(endpoint, exc)
                 raise
             finally:
                 context.latency_ms = (time.monotonic() - started) * 1000
-        context.status = raw.status
-        classify(raw, context, accept_4xx=accept_4xx)
+        if self.limiter is not None:
+            await self.limiter.record_success(endpoint)
         return raw
+
+    async def _wait_for_budget(self, endpoint: str, context: FailureContext) -> None:
+        if self.limiter is None:
+            await self._pace()
+            return
+        try:
+            await self.limiter.acquire(endpoint, max_wait_s=self._budget_wait_s)
+        except UpstreamError as exc:
+            exc.context = context
+            raise
+
+    async def _record_failure(self, endpoint: str, exc: UpstreamError) -> None:
+        if self.limiter is None:
+            return
+        if exc.category is Category.RATE_LIMITED:
+            await self.limiter.record_throttle(endpoint, exc.retry_after)
+        else:
+            self.limiter.record_error(endpoint)
 
     async def _pace(self) -> None:
         async with self._pace_lock:
@@ -198,4 +239,6 @@ def _retry_after(raw: RawResponse) -> float | None:
 
 
 def _counts_for_breaker(exc: UpstreamError) -> bool:
-    return exc.category not in (Category.NOT_FOUND, Category.INVALID_REQUEST)
+    # Yahoo answering "no such symbol" is Yahoo working; an exhausted budget is our own
+    # pacing, not an upstream failure.
+    return exc.category not in (Category.NOT_FOUND, Category.INVALID_REQUEST, Category.BUDGET_EXHAUSTED)

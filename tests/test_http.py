@@ -199,6 +199,8 @@ async def test_health_and_status(app_client: tuple[TestClient, CountingTransport
     assert (await client.get("/healthz")).status == 200
     status = await (await client.get("/status")).json()
     assert status["breaker"]["state"] == "closed"
+    assert status["rate_limit"]["current_rps"] == 1000
+    assert status["rate_limit"]["endpoints"]["chart"]["fallback"] is False
     assert "version" in status
 
 

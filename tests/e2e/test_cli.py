@@ -120,8 +120,14 @@ def test_two_workers_share_the_port(simulator: Any, redis_url: str, tmp_path: Pa
 
 
 def test_logging_modes() -> None:
+    import structlog
+
     from proxy.logs import configure_logging
 
-    configure_logging("debug", "json")
-    configure_logging("info", "console")
-    configure_logging("warning", "auto")
+    try:
+        configure_logging("debug", "json")
+        configure_logging("info", "console")
+        configure_logging("warning", "auto")
+        assert not structlog.get_logger("t").is_enabled_for(20)  # info filtered at "warning"
+    finally:
+        structlog.reset_defaults()  # later tests capture logs with the defaults
