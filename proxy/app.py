@@ -13,7 +13,9 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from policies.breaker import BreakerMirror
 from policies.ratelimit import LimiterSettings, SharedRateLimiter
+from policies.retry import LEGACY_DELAY_S
 from proxy.config import Config
 from proxy.embedded_redis import ensure_redis
 from proxy.fetcher import FetchCoordinator, NegativeCache
@@ -94,6 +96,12 @@ def _upstream_ctx(transport: Transport | None) -> Callable[[web.Application], As
             backoff_max_s=config.retry.backoff_max_s,
             breaker_fail_max=config.breaker.fail_max,
             breaker_reset_s=config.breaker.reset_timeout_s,
+            retry_budget_ratio=config.retry.budget_ratio,
+            retry_budget_min=config.retry.budget_min_retries,
+            retry_window_s=config.retry.budget_window_s,
+            legacy_retry_delay_s=LEGACY_DELAY_S if config.retry.preset == "legacy" else None,
+            ladder_steps=config.timeouts.ladder_steps,
+            ladder_decay_after=config.timeouts.decay_after,
         )
         chosen = transport or make_transport(
             up.transport, impersonate=up.impersonate, limit=up.max_concurrency * 2
@@ -102,9 +110,13 @@ def _upstream_ctx(transport: Transport | None) -> Callable[[web.Application], As
             chosen, settings, _limiter(app[REDIS], config), budget_wait_s=config.rate_limit.max_wait_s
         )
         app[UPSTREAM] = client
+        # Breaker state goes to Redis in the background, for /status and other replicas.
+        mirror = BreakerMirror(app[REDIS], config.redis.key_prefix, client.breaker)
+        mirror.start()
         try:
             yield
         finally:
+            await mirror.stop()
             await client.close()
 
     return ctx
@@ -152,7 +164,11 @@ def _service_ctx(clock: Callable[[], float]) -> Callable[[web.Application], Asyn
             fresh_s=lambda interval: cache.fresh_s[interval],
             initial_depth_days=lambda interval: cache.initial_depth_days[interval],
         )
-        app[SERVICE] = ChartService(app[STORE], app[HOT], fetcher, negative, settings, clock=clock)
+        breaker = app[UPSTREAM].breaker
+        app[SERVICE] = ChartService(
+            app[STORE], app[HOT], fetcher, negative, settings, clock=clock,
+            upstream_down=lambda: breaker.state == "open",
+        )  # fmt: skip
         app[PASSTHROUGH] = Passthrough(
             app[UPSTREAM],
             app[REDIS],

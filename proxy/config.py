@@ -434,7 +434,20 @@ class TimeoutsConfig(_Section):
         3.0, gt=0, le=60, description="Time to connect to upstream (TCP and TLS), in seconds."
     )
     read_s: Float = Field(
-        10.0, gt=0, le=300, description="Time to wait for upstream response data, in seconds."
+        3.0,
+        gt=0,
+        le=300,
+        description="Time to wait for upstream response data, in seconds: the first rung of the ladder.",
+    )
+    ladder_steps: Int = Field(
+        3,
+        ge=1,
+        le=6,
+        description="Rungs of the timeout ladder: each upstream timeout climbs one rung, doubling "
+        "connect_s and read_s (3 rungs: read 3 -> 6 -> 12 s).",
+    )
+    decay_after: Int = Field(
+        5, ge=1, le=1000, description="Consecutive successes after which the ladder steps one rung down."
     )
     total_s: Float = Field(
         30.0,
@@ -466,6 +479,22 @@ class RetryConfig(_Section):
         0.5, gt=0, le=60, description="Delay before the first retry, in seconds; doubles per retry."
     )
     backoff_max_s: Float = Field(8.0, gt=0, le=600, description="Longest delay between retries, in seconds.")
+    budget_ratio: Float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="Retries may be at most this share of upstream requests in the last budget_window_s "
+        "(Envoy's retry budget), so retries never multiply an outage's load.",
+    )
+    budget_min_retries: Int = Field(
+        3, ge=0, le=1000, description="Retries always allowed per budget window, whatever the share."
+    )
+    budget_window_s: Float = Field(10.0, gt=0, le=3600, description="The retry budget's window, in seconds.")
+    preset: Literal["adaptive", "legacy"] = Field(
+        "adaptive",
+        description="Retry scheme: adaptive = jittered exponential backoff under the retry budget; "
+        "legacy = the old behaviour, 3 attempts with a fixed 2.5 s delay and no budget.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> RetryConfig:

@@ -128,9 +128,10 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "version": __version__,
-            "breaker": {"state": upstream.breaker.current_state.name.lower()},
+            "breaker": upstream.breaker.snapshot(),
+            "timeouts": upstream.ladder.snapshot(),
             "rate_limit": await _limiter_status(upstream),
-            "upstream": {"requests": upstream.stats.requests, "failures": upstream.stats.failures or {}},
+            "upstream": upstream.status(),
             "cache": {
                 "hot_series": len(hot),
                 "hot_bodies": hot.body_count,

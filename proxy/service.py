@@ -29,7 +29,7 @@ from proxy.series import Series, SeriesKey
 from proxy.store import SeriesStore
 from proxy.window import WindowView, approx_required_start, resolve
 
-CacheOutcome = Literal["hit", "stale", "partial", "miss", "collapsed"]
+CacheOutcome = Literal["hit", "stale", "stale-breaker", "partial", "miss", "collapsed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +66,9 @@ class ChartService:
         settings: ServiceSettings,
         *,
         clock: Callable[[], float] = time.time,
+        upstream_down: Callable[[], bool] = lambda: False,
     ) -> None:
+        self._upstream_down = upstream_down
         self._store = store
         self._hot = hot
         self._fetcher = fetcher
@@ -99,7 +101,8 @@ class ChartService:
         elif not start_covered:
             outcome = "partial"
         elif not end_covered:
-            outcome = "stale"
+            # With the breaker open, say why the data is stale: Yahoo is failing, not us.
+            outcome = "stale-breaker" if self._upstream_down() else "stale"
         return self._respond(cut, outcome, now, fresh, accept_gzip, if_none_match)
 
     async def _entry(self, query: ChartQuery) -> HotEntry | None:
@@ -201,6 +204,7 @@ class ChartService:
 
 _CACHE_STATUS = {
     "stale": "yfproxy; hit; fwd=stale",
+    "stale-breaker": "yfproxy; hit; fwd=stale; detail=breaker-open",
     "partial": "yfproxy; hit; fwd=partial",
     "miss": "yfproxy; fwd=miss; stored",
     "collapsed": "yfproxy; fwd=miss; collapsed",

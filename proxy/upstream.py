@@ -9,21 +9,24 @@ fixed timeouts behind the same methods.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import random
 import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import orjson
-from aiobreaker import CircuitBreaker, CircuitBreakerError
+import structlog
 
+from policies.breaker import Breaker
 from policies.errors import Category, FailureContext, UpstreamError
 from policies.ratelimit import SharedRateLimiter
+from policies.retry import RetryPolicy, RetrySettings
+from policies.timeouts import TimeoutLadder, default_levels
 from proxy.ingest import ChartPayload, PayloadError, UpstreamChartError, parse_chart_body
 from proxy.series import SeriesKey
 from proxy.transport import RawResponse, Timeouts, Transport
+
+log = structlog.get_logger("yfproxy.upstream")
 
 CHART_EVENTS = "div,splits,capitalGains"
 # Each endpoint has its own budget in the shared limiter.
@@ -35,13 +38,19 @@ _EXCERPT = 200
 class UpstreamSettings:
     base_url: str
     max_concurrency: int
-    min_interval_s: float  # pacing between request starts (1 / rate)
-    timeouts: Timeouts
+    min_interval_s: float  # local pacing, used only without a shared limiter (unit tests)
+    timeouts: Timeouts  # the first rung of the timeout ladder
     max_attempts: int
     backoff_base_s: float
     backoff_max_s: float
     breaker_fail_max: int
     breaker_reset_s: float
+    retry_budget_ratio: float | None = 0.2
+    retry_budget_min: int = 3
+    retry_window_s: float = 10.0
+    legacy_retry_delay_s: float | None = None  # the old fixed-delay retries, when set
+    ladder_steps: int = 3
+    ladder_decay_after: int = 5
 
 
 @dataclass(slots=True)
@@ -55,6 +64,15 @@ class UpstreamStats:
 
 
 class UpstreamClient:
+    """Every upstream call: pool slot → shared budget → breaker → transport (with the
+    timeout ladder's rung) → classify, and the retry policy around all of it.
+
+    The order is the point: a caller holds a pool slot before it reaches the breaker,
+    so a half-open breaker lets at most ``max_concurrency`` probes through (ADR 0003);
+    the budget wait sits outside the breaker, so our own pacing never counts as Yahoo
+    failing.
+    """
+
     def __init__(
         self,
         transport: Transport,
@@ -65,18 +83,17 @@ class UpstreamClient:
     ) -> None:
         self._transport = transport
         self._settings = settings
-        # The shared adaptive budget; without one (unit tests) a fixed local pacing applies.
         self.limiter = limiter
         self._budget_wait_s = budget_wait_s
         self._slots = asyncio.Semaphore(settings.max_concurrency)
         self._pace_lock = asyncio.Lock()
         self._next_start = 0.0
-        # In memory and only inside the bounded pool: aiobreaker's half-open state is not
-        # gated, so the pool's size is what bounds the probes after a reopen (ADR 0003).
-        self.breaker = CircuitBreaker(
-            fail_max=settings.breaker_fail_max,
-            timeout_duration=dt.timedelta(seconds=settings.breaker_reset_s),
-            exclude=[lambda exc: isinstance(exc, UpstreamError) and not _counts_for_breaker(exc)],
+        self.breaker = Breaker(settings.breaker_fail_max, settings.breaker_reset_s)
+        self.retry = _retry_policy(settings)
+        base = settings.timeouts
+        self.ladder = TimeoutLadder(
+            default_levels(base.connect_s, base.read_s, settings.ladder_steps),
+            decay_after=settings.ladder_decay_after,
         )
         self.stats = UpstreamStats()
 
@@ -116,45 +133,60 @@ class UpstreamClient:
         endpoint: str,
         accept_4xx: bool = False,
     ) -> RawResponse:
-        attempts = self._settings.max_attempts
-        for attempt in range(1, attempts + 1):
+        self.retry.record_request(time.monotonic())
+        attempt = 0
+        while True:
+            attempt += 1
             context.attempt = attempt
             try:
-                return await self._attempt(url, params, context, endpoint, accept_4xx)
+                raw = await self._attempt(url, params, context, endpoint, accept_4xx)
             except UpstreamError as exc:
                 self.stats.failed(exc.category)
-                if not exc.category.retryable or attempt == attempts:
+                if exc.category in (Category.CONNECT_TIMEOUT, Category.READ_TIMEOUT):
+                    self.ladder.on_timeout(endpoint)
+                decision = self.retry.decide(exc, attempt, time.monotonic())
+                log.info(
+                    "upstream_attempt_failed", **exc.to_log(), retry=decision.retry, reason=decision.reason
+                )
+                if not decision.retry:
                     raise
-                await asyncio.sleep(self._backoff(attempt))
-        raise AssertionError("unreachable")  # pragma: no cover
+                await asyncio.sleep(decision.delay_s)
+            else:
+                self.ladder.on_success(endpoint)
+                return raw
 
     async def _attempt(
         self, url: str, params: dict[str, str], context: FailureContext, endpoint: str, accept_4xx: bool
     ) -> RawResponse:
-        try:
-            return await self.breaker.call_async(self._send, url, params, context, endpoint, accept_4xx)
-        except CircuitBreakerError as exc:
-            raise UpstreamError(Category.BREAKER_OPEN, "circuit breaker open", context) from exc
-
-    async def _send(
-        self, url: str, params: dict[str, str], context: FailureContext, endpoint: str, accept_4xx: bool
-    ) -> RawResponse:
         async with self._slots:
             await self._wait_for_budget(endpoint, context)
-            self.stats.requests += 1
-            started = time.monotonic()
-            try:
-                raw = await self._transport.get(
-                    url, params=params, headers=_HEADERS, timeouts=self._settings.timeouts
-                )
-                context.status = raw.status
-                classify(raw, context, accept_4xx=accept_4xx)
-            except UpstreamError as exc:
-                exc.context = context
-                await self._record_failure(endpoint, exc)
-                raise
-            finally:
-                context.latency_ms = (time.monotonic() - started) * 1000
+            connect_s, read_s, _level = self.ladder.current(endpoint)
+            timeouts = Timeouts(connect_s, read_s)
+            return await self.breaker.call(
+                self._send, url, params, context, endpoint, accept_4xx, timeouts, context=context
+            )
+
+    async def _send(
+        self,
+        url: str,
+        params: dict[str, str],
+        context: FailureContext,
+        endpoint: str,
+        accept_4xx: bool,
+        timeouts: Timeouts,
+    ) -> RawResponse:
+        self.stats.requests += 1
+        started = time.monotonic()
+        try:
+            raw = await self._transport.get(url, params=params, headers=_HEADERS, timeouts=timeouts)
+            context.status = raw.status
+            classify(raw, context, accept_4xx=accept_4xx)
+        except UpstreamError as exc:
+            exc.context = context
+            await self._record_failure(endpoint, exc)
+            raise
+        finally:
+            context.latency_ms = (time.monotonic() - started) * 1000
         if self.limiter is not None:
             await self.limiter.record_success(endpoint)
         return raw
@@ -185,10 +217,27 @@ class UpstreamClient:
         if wait > 0:
             await asyncio.sleep(wait)
 
-    def _backoff(self, attempt: int) -> float:
-        # Full jitter (AWS architecture blog): spreads retries of many callers apart.
-        ceiling = min(self._settings.backoff_max_s, self._settings.backoff_base_s * 2 ** (attempt - 1))
-        return random.uniform(0, ceiling)
+    def status(self) -> dict[str, object]:
+        return {
+            "requests": self.stats.requests,
+            "failures": self.stats.failures or {},
+            "retry_budget": self.retry.budget(time.monotonic()),
+        }
+
+
+def _retry_policy(settings: UpstreamSettings) -> RetryPolicy:
+    if settings.legacy_retry_delay_s is not None:
+        return RetryPolicy.legacy(delay_s=settings.legacy_retry_delay_s)
+    return RetryPolicy(
+        RetrySettings(
+            max_attempts=settings.max_attempts,
+            backoff_base_s=settings.backoff_base_s,
+            backoff_max_s=settings.backoff_max_s,
+            budget_ratio=settings.retry_budget_ratio,
+            budget_min_retries=settings.retry_budget_min,
+            window_s=settings.retry_window_s,
+        )
+    )
 
 
 _HEADERS = {"Accept": "application/json,text/plain,*/*"}
@@ -236,9 +285,3 @@ def _retry_after(raw: RawResponse) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
-
-
-def _counts_for_breaker(exc: UpstreamError) -> bool:
-    # Yahoo answering "no such symbol" is Yahoo working; an exhausted budget is our own
-    # pacing, not an upstream failure.
-    return exc.category not in (Category.NOT_FOUND, Category.INVALID_REQUEST, Category.BUDGET_EXHAUSTED)

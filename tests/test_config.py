@@ -74,7 +74,7 @@ def test_defaults_are_the_documented_ones() -> None:
         2.0,
     )
     assert (config.breaker.fail_max, config.breaker.reset_timeout_s) == (5, 30)
-    assert (config.timeouts.connect_s, config.timeouts.read_s, config.timeouts.total_s) == (3, 10, 30)
+    assert (config.timeouts.connect_s, config.timeouts.read_s, config.timeouts.total_s) == (3, 3, 30)
     assert (config.retry.max_attempts, config.retry.backoff_base_s, config.retry.backoff_max_s) == (3, 0.5, 8)
     assert config.validation.min_quality == 0.5
     assert config.admin.token.get_secret_value() == ""
@@ -332,7 +332,7 @@ BAD_VALUES = [
     ),
     ("[rate_limit]\nmin_rps = 0", "rate_limit.min_rps: must be a number > 0 and <= 1000 (got 0)"),
     ("[breaker]\nfail_max = 101", "breaker.fail_max: must be an integer >= 1 and <= 100 (got 101)"),
-    ("[timeouts]\ntotal_s = 12.0", "timeouts: total_s (12) must be at least connect_s + read_s (13)"),
+    ("[timeouts]\ntotal_s = 5.0", "timeouts: total_s (5) must be at least connect_s + read_s (6)"),
     ("[retry]\nmax_attempts = 2.5", "retry.max_attempts: must be an integer (got 2.5)"),
     ("[retry]\nbackoff_max_s = 0.1", "retry: backoff_max_s (0.1) must be at least backoff_base_s (0.5)"),
     ("[validation]\nmin_quality = 1.5", "validation.min_quality: must be a number >= 0 and <= 1 (got 1.5)"),

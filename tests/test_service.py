@@ -178,6 +178,14 @@ async def test_stale_is_served_now_and_refreshed_in_background(rig: Rig) -> None
     assert int(refresh["period1"]) > int(REC.params["period1"])  # a tail fetch, not the whole depth
 
 
+async def test_stale_while_the_breaker_is_open_says_so(rig: Rig) -> None:
+    await rig.service.answer(rig.query())
+    rig.clock.now += 4000
+    rig.service._upstream_down = lambda: True
+    answer = await rig.service.answer(rig.query(range="5d", period1="", period2=""))
+    assert answer.headers["Cache-Status"] == "yfproxy; hit; fwd=stale; detail=breaker-open"
+
+
 async def test_window_before_coverage_is_partial_and_backfilled(rig: Rig) -> None:
     await rig.service.answer(rig.query())
     series = await rig.store.load(rig.query().series_key)

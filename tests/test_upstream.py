@@ -119,7 +119,7 @@ async def test_breaker_opens_after_failures_and_stops_calling() -> None:
         categories.append(info.value.category)
     assert categories[-1] is Category.BREAKER_OPEN
     assert script.calls == 3
-    assert client.breaker.current_state.name.lower() == "open"
+    assert client.breaker.state == "open"
 
 
 async def test_not_found_does_not_trip_the_breaker() -> None:
@@ -198,3 +198,53 @@ async def test_real_transports_report_refused_connections(kind: str) -> None:
         assert info.value.category is Category.CONNECT_FAILURE
     finally:
         await transport.close()
+
+
+async def test_half_open_breaker_lets_at_most_the_pool_through() -> None:
+    """The pool slot is taken before the breaker: after the reset timeout, 50 callers
+    reach Yahoo at most max_concurrency at a time, and none after a failed probe."""
+    in_flight = peak = calls = 0
+
+    class Flaky:
+        failing = True
+
+        async def get(self, url: str, *, params: dict[str, str], headers: dict[str, str], timeouts: Timeouts):
+            nonlocal in_flight, peak, calls
+            calls += 1
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await asyncio.sleep(0.02)
+            in_flight -= 1
+            if self.failing:
+                raise UpstreamError(Category.CONNECT_FAILURE, "refused")
+            return ok()
+
+        async def close(self) -> None:
+            pass
+
+    transport = Flaky()
+    client = UpstreamClient(transport, settings(max_attempts=1, breaker_fail_max=2, breaker_reset_s=0.2,
+                                                max_concurrency=3))  # fmt: skip
+    for _ in range(2):
+        with pytest.raises(UpstreamError):
+            await client.fetch_chart(KEY, 0, 10)
+    assert client.breaker.state == "open"
+    await asyncio.sleep(0.25)
+    calls = peak = 0
+    results = await asyncio.gather(
+        *(client.fetch_chart(KEY, 0, 10) for _ in range(50)), return_exceptions=True
+    )
+    assert peak <= 3 and calls <= 3  # the probes failed: the breaker reopened for everyone else
+    assert sum(isinstance(r, UpstreamError) and r.category is Category.BREAKER_OPEN for r in results) >= 47
+    transport.failing = False
+    await asyncio.sleep(0.25)
+    calls = peak = 0
+    results = await asyncio.gather(
+        *(client.fetch_chart(KEY, 0, 10) for _ in range(50)), return_exceptions=True
+    )
+    assert peak <= 3
+    assert client.breaker.state == "closed"
+
+
+async def _fifty(client: UpstreamClient) -> list[object]:
+    return await asyncio.gather(*(client.fetch_chart(KEY, 0, 10) for _ in range(50)), return_exceptions=True)
