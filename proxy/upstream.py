@@ -21,12 +21,16 @@ from policies.breaker import Breaker
 from policies.errors import Category, FailureContext, UpstreamError
 from policies.ratelimit import SharedRateLimiter
 from policies.retry import RetryPolicy, RetrySettings
+from policies.stats import LatencyWindow, SlidingWindow
 from policies.timeouts import TimeoutLadder, default_levels
 from proxy.ingest import ChartPayload, PayloadError, UpstreamChartError, parse_chart_body
 from proxy.series import SeriesKey
 from proxy.transport import RawResponse, Timeouts, Transport
 
 log = structlog.get_logger("yfproxy.upstream")
+
+_ANSWERED = (Category.NOT_FOUND, Category.INVALID_REQUEST)
+_DEGRADED_ERROR_SHARE = 0.2
 
 CHART_EVENTS = "div,splits,capitalGains"
 # Each endpoint has its own budget in the shared limiter.
@@ -96,6 +100,8 @@ class UpstreamClient:
             decay_after=settings.ladder_decay_after,
         )
         self.stats = UpstreamStats()
+        self._outcomes = SlidingWindow(60, outcomes=("success", "error"))
+        self._latency = LatencyWindow(1024)
 
     async def close(self) -> None:
         await self._transport.close()
@@ -183,10 +189,14 @@ class UpstreamClient:
             classify(raw, context, accept_4xx=accept_4xx)
         except UpstreamError as exc:
             exc.context = context
+            # A 404 or 400 is Yahoo answering correctly; only real failures degrade the network.
+            self._outcomes.add("success" if exc.category in _ANSWERED else "error")
             await self._record_failure(endpoint, exc)
             raise
         finally:
             context.latency_ms = (time.monotonic() - started) * 1000
+        self._outcomes.add("success")
+        self._latency.add(context.latency_ms)
         if self.limiter is not None:
             await self.limiter.record_success(endpoint)
         return raw
@@ -219,10 +229,24 @@ class UpstreamClient:
 
     def status(self) -> dict[str, object]:
         return {
+            "network": self.network_status(),
             "requests": self.stats.requests,
             "failures": self.stats.failures or {},
+            "last_60s": self._outcomes.snapshot(),
+            "latency_ms": self._latency.percentiles((50, 90, 99)),
             "retry_budget": self.retry.budget(time.monotonic()),
         }
+
+    def network_status(self) -> str:
+        """ok / degraded / down, from the breaker and the last minute of upstream answers."""
+        if self.breaker.state == "open":
+            return "down"
+        window = self._outcomes.snapshot()
+        total = window["success"] + window["error"]
+        climbed = any(rung["level"] > 0 for rung in self.ladder.snapshot().values())
+        if climbed or (total >= 5 and window["error"] / total > _DEGRADED_ERROR_SHARE):
+            return "degraded"
+        return "ok"
 
 
 def _retry_policy(settings: UpstreamSettings) -> RetryPolicy:

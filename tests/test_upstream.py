@@ -109,6 +109,22 @@ async def test_truncated_json_is_bad_payload_and_not_retried() -> None:
     assert script.calls == 1
 
 
+async def test_network_status_follows_failures_and_the_breaker() -> None:
+    client = UpstreamClient(Script(ok()), settings())
+    for _ in range(5):
+        await client.fetch_chart(KEY, 0, 10)
+    status = client.status()
+    assert status["network"] == "ok" and "p50" in status["latency_ms"]  # type: ignore[operator]
+    failing = UpstreamClient(Script(UpstreamError(Category.CONNECT_FAILURE, "x")), settings(max_attempts=1))
+    for _ in range(5):
+        with pytest.raises(UpstreamError):
+            await failing.fetch_chart(KEY, 0, 10)
+    assert failing.network_status() == "down"  # five failures opened a breaker of fail_max 3
+    slow = UpstreamClient(Script(UpstreamError(Category.READ_TIMEOUT, "slow"), ok()), settings())
+    await slow.fetch_chart(KEY, 0, 10)
+    assert slow.network_status() == "degraded"  # the timeout ladder climbed
+
+
 async def test_breaker_opens_after_failures_and_stops_calling() -> None:
     script = Script(UpstreamError(Category.CONNECT_FAILURE, "refused"))
     client = UpstreamClient(script, settings(max_attempts=1, breaker_fail_max=3))
