@@ -12,6 +12,8 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 from aiohttp import web
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from policies.breaker import BreakerMirror
 from policies.ratelimit import LimiterSettings, SharedRateLimiter
@@ -56,6 +58,8 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
         timeout=cfg.socket_timeout_s,
         socket_timeout=cfg.socket_timeout_s,
         socket_connect_timeout=cfg.socket_timeout_s,
+        # One quick retry: a cache that cannot answer must fail fast (503), not hang.
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1),
     )
     client = aioredis.Redis(connection_pool=pool)
     app[REDIS] = client

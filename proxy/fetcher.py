@@ -154,9 +154,16 @@ class FetchCoordinator:
         return job.future, False
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.wait(self._tasks, timeout=5)
+        # A cancellation that lands inside a redis-py command can be swallowed (seen with
+        # redis 8.1: the command completes and returns). The worker then goes back to its
+        # queue, where a second cancellation works: so cancel until they are all gone.
+        for _ in range(50):
+            pending = [task for task in self._tasks if not task.done()]
+            if not pending:
+                break
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=0.1)
         for job in [*self._pending.values(), *self._running.values()]:
             if not job.future.done():
                 job.future.cancel()
