@@ -447,3 +447,32 @@ async def test_returns_to_the_shared_budget_when_redis_comes_back(restartable_re
         assert (await limiter.state("chart"))["current_rps"] == S.initial_rps
     finally:
         await client.aclose()
+
+
+async def test_waiters_of_one_process_are_served_in_arrival_order(redis_client: aioredis.Redis) -> None:
+    slow = LimiterSettings(initial_rps=10.0, min_rps=1.0, max_rps=10.0, burst=1.0, increase_rps=0.0)
+    limiter = _limiter(redis_client, slow)
+    order: list[int] = []
+
+    async def take(n: int) -> None:
+        await limiter.acquire("chart", max_wait_s=5)
+        order.append(n)
+
+    tasks = []
+    for n in range(6):
+        tasks.append(asyncio.create_task(take(n)))
+        await asyncio.sleep(0)  # arrive one after the other
+    await asyncio.gather(*tasks)
+    assert order == list(range(6))
+
+
+async def test_a_waiter_queued_past_max_wait_is_budget_exhausted(redis_client: aioredis.Redis) -> None:
+    slow = LimiterSettings(initial_rps=1.0, min_rps=0.5, max_rps=1.0, burst=1.0, increase_rps=0.0)
+    limiter = _limiter(redis_client, slow)
+    await limiter.acquire("chart")  # the one token
+    first = asyncio.create_task(limiter.acquire("chart", max_wait_s=5))  # holds the queue ~1 s
+    await asyncio.sleep(0.05)
+    with pytest.raises(UpstreamError) as info:
+        await limiter.acquire("chart", max_wait_s=0.2)
+    assert info.value.category is Category.BUDGET_EXHAUSTED
+    assert await first > 0
