@@ -118,7 +118,8 @@ def _event_time(key: str, value: dict[str, Any]) -> int | None:
 
 def _indicators(series: Series, sl: slice, empty: bool) -> dict[str, Any]:
     bars = series.bars
-    has_adj = bars.adjclose is not None or not _is_intraday(series)
+    interval = lookup(series.key.interval)
+    has_adj = bars.adjclose is not None or (interval is not None and interval.has_adjclose)
     if empty:
         out: dict[str, Any] = {"quote": [{}]}
         if has_adj:
@@ -140,8 +141,3 @@ def _volume(volume: np.ndarray) -> Any:
     if bool(np.any(volume == VOLUME_NULL)):
         return [None if v == VOLUME_NULL else int(v) for v in volume]
     return volume
-
-
-def _is_intraday(series: Series) -> bool:
-    interval = lookup(series.key.interval)
-    return interval is None or interval.intraday

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import numpy as np
 import pandas as pd
 
-from proxy.intervals import DAY
+from proxy.intervals import DAY, lookup
 from proxy.series import Series
 
 if TYPE_CHECKING:
@@ -236,7 +236,8 @@ def _prev_close(index: SeriesIndex, i0: int) -> float:
     if i0 == 0:
         return series.prev_close
     close = series.bars.close
-    if series.key.interval in ("1d", "5d", "1wk", "1mo", "3mo") or len(series.days) == 0:
+    interval = lookup(series.key.interval)
+    if interval is None or not interval.intraday or len(series.days) == 0:
         candidates = np.flatnonzero(~np.isnan(close[:i0]))
     else:
         # Intraday: the previous close is the last regular-session print before the cut.
