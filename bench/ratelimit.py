@@ -18,7 +18,8 @@ wait per upstream request, and time to refresh the whole workload.
     .venv/bin/python -m bench.ratelimit --quick    # smoke: 5 x 5 series, cap 60 s
 
 Environment (each also a flag): BENCH_RL_CAP_S, BENCH_RL_INSTRUMENTS (how many of the
-list), BENCH_RL_PROFILES ("A=1.5:3,B=0.8:2:5" = name=rps:burst[:retry_after_s]),
+list), BENCH_RL_PROFILES (name=rps:burst[:retry_after_s|-[:lockout_after]][@share], see
+DEFAULT_PROFILES),
 BENCH_RL_SCHEMES (comma list), BENCH_RL_QUICK=1. Needs redis-server on PATH; traffic
 stays on 127.0.0.1. The JSON report lands in reports/bench-ratelimit.json.
 """
@@ -37,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,16 +77,25 @@ SCHEMES: dict[str, LimiterSettings] = {
     "legacy": LimiterSettings(initial_rps=0.4, min_rps=0.4, max_rps=0.4, burst=1.0),
     "fixed-2per5": LimiterSettings(initial_rps=0.4, min_rps=0.4, max_rps=0.4, burst=2.0),
     "adaptive": LimiterSettings(),
-    "adaptive-fast": LimiterSettings(max_rps=5.0, increase_rps=0.2, increase_every_s=2.0),
-    # Not in the default run: the defaults with a higher start (the fix suggested for the
-    # budget-share miss in docs/performance.md); --schemes adaptive-init1 to run it.
-    "adaptive-init1": LimiterSettings(initial_rps=1.0),
+    # Not in the default run: the plain AIMD of the first release (no slow start, no
+    # ceiling), for comparison; --schemes aimd-v1 to run it.
+    "aimd-v1": LimiterSettings(
+        burst=2.0,
+        increase_rps=0.05,
+        decrease_factor=0.5,
+        lockout_s=10.0,
+        slow_start_factor=1.0,
+        recovery_share=0.0,
+    ),
 }
-DEFAULT_SCHEMES = ("legacy", "fixed-2per5", "adaptive", "adaptive-fast")
+DEFAULT_SCHEMES = ("legacy", "fixed-2per5", "adaptive")
 FIXED = ("legacy", "fixed-2per5")
-# The simulator has no lock-out after repeated 429s, so the stricter profile is a lower
-# rate and burst whose 429s carry a Retry-After.
-DEFAULT_PROFILES = "A=1.5:3,B=0.8:2:5"
+# name=rps:burst[:retry_after_s|-[:lockout_after]][@arrival_share]. A: Yahoo-like, 429s
+# without Retry-After and a 60 s lock-out after 3 in a row; B: stricter, with Retry-After;
+# A-paced: A's budget with series arriving at 60 % of it (not a backlog), where a mean
+# delay under 1.5 s is possible at all.
+DEFAULT_PROFILES = "A=1.5:3:-:3,B=0.8:2:5:3,A-paced=1.5:3:-:3@0.6"
+LOCKOUT_S = 60.0
 
 TARGET_SUCCESS = 0.99
 TARGET_SHARE = 0.80
@@ -98,12 +108,16 @@ class Profile:
     rps: float
     burst: int
     retry_after_s: float | None
+    lockout_after: int = 0
+    arrival_share: float | None = None  # None: the whole workload is queued at the start
 
     def knobs(self) -> dict[str, Any]:
         return {
             "rate_limit_rps": self.rps,
             "rate_limit_burst": self.burst,
             "retry_after_s": self.retry_after_s,
+            "lockout_after": self.lockout_after,
+            "lockout_s": LOCKOUT_S,
         }
 
 
@@ -111,11 +125,16 @@ def parse_profiles(text: str) -> list[Profile]:
     out = []
     for item in filter(None, (p.strip() for p in text.split(","))):
         name, _, spec = item.partition("=")
+        spec, _, share = spec.partition("@")
         parts = spec.split(":")
-        if not name or len(parts) not in (2, 3):
-            raise ValueError(f"profile {item!r}: expected name=rps:burst[:retry_after_s]")
-        retry_after = float(parts[2]) if len(parts) == 3 else None
-        out.append(Profile(name, float(parts[0]), int(parts[1]), retry_after))
+        if not name or not 2 <= len(parts) <= 4:
+            raise ValueError(
+                f"profile {item!r}: expected name=rps:burst[:retry_after_s|-[:lockout_after]][@share]"
+            )
+        retry_after = float(parts[2]) if len(parts) >= 3 and parts[2] != "-" else None
+        lockout_after = int(parts[3]) if len(parts) == 4 else 0
+        arrival = float(share) if share else None
+        out.append(Profile(name, float(parts[0]), int(parts[1]), retry_after, lockout_after, arrival))
     return out
 
 
@@ -142,6 +161,7 @@ class SchemeResult:
     client_failures: dict[str, int] = field(default_factory=dict)
     final_rps: float = 0.0
     reached_80pct_s: float | None = None  # first time the limiter's rate was >= 0.8 x hidden
+    lockouts: int = 0  # times the simulator locked the client out (429s in a row)
     rate_trace: list[tuple[float, float]] = field(default_factory=list)
 
 
@@ -205,19 +225,27 @@ async def run_scheme(
 
     limiter.acquire = timed_acquire  # type: ignore[method-assign]
 
-    queue = deque(series)
+    queue: asyncio.Queue[tuple[SeriesKey, int, int]] = asyncio.Queue()
     failures: Counter[str] = Counter()
     started = time.monotonic()
     all_done = asyncio.Event()
 
+    async def feeder() -> None:
+        # A backlog (everything due at once), or arrivals at a steady share of the budget.
+        gap = 1 / (profile.arrival_share * profile.rps) if profile.arrival_share else 0.0
+        for item in series:
+            queue.put_nowait(item)
+            if gap:
+                await asyncio.sleep(gap)
+
     async def worker() -> None:
-        while queue:
-            key, start, end = queue.popleft()
+        while True:
+            key, start, end = await queue.get()
             try:
                 await client.fetch_chart(key, start, end)
             except UpstreamError as exc:
                 failures[exc.category.value] += 1
-                queue.append((key, start, end))
+                queue.put_nowait((key, start, end))
                 continue
             result.series_done += 1
             if result.series_done == len(series):
@@ -234,24 +262,27 @@ async def run_scheme(
             await asyncio.sleep(2.0)
 
     workers = [asyncio.create_task(worker()) for _ in range(MAX_CONCURRENCY)]
-    tracer = asyncio.create_task(trace())
+    tracer, feeding = asyncio.create_task(trace()), asyncio.create_task(feeder())
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(all_done.wait(), cap_s)
     result.run_s = result.time_to_refresh_s or (time.monotonic() - started)
-    for task in (*workers, tracer):
+    for task in (*workers, tracer, feeding):
         task.cancel()
-    await asyncio.gather(*workers, tracer, return_exceptions=True)
+    await asyncio.gather(*workers, tracer, feeding, return_exceptions=True)
     result.final_rps = (await limiter.state(ENDPOINT))["current_rps"]
     await client.close()
     await redis_client.aclose()
 
-    chart = (await asyncio.to_thread(sim.counters))["by_kind_outcome"]["chart"]
+    counters = await asyncio.to_thread(sim.counters)
+    chart = counters["by_kind_outcome"]["chart"]
+    result.lockouts = int(counters.get("lockouts", 0))
     result.upstream_answers = sum(chart.values())
     result.upstream_429 = chart["rate_limited"]
     result.upstream_ok = result.upstream_answers - result.upstream_429
     result.success_ratio = result.upstream_ok / result.upstream_answers if result.upstream_answers else 0.0
     result.throughput_rps = result.upstream_ok / result.run_s
-    result.budget_share = result.throughput_rps / profile.rps
+    # Paced runs are judged against what was offered, not the whole hidden budget.
+    result.budget_share = result.throughput_rps / (profile.rps * (profile.arrival_share or 1.0))
     result.limiter_wait_total_s = sum(w for w, _ in waits)
     granted = [w for w, ok in waits if ok]
     result.mean_delay_s = result.limiter_wait_total_s / max(1, len(granted))
@@ -284,10 +315,12 @@ def delay_floor_s(hidden_rps: float) -> float:
     return MAX_CONCURRENCY / hidden_rps
 
 
-def verdicts(rows: list[SchemeResult], scheme: str) -> dict[str, Any]:
+def verdicts(rows: list[SchemeResult], scheme: str, paced: bool) -> dict[str, Any]:
     """The issue's targets for one adaptive scheme of one profile."""
     me = next(r for r in rows if r.scheme == scheme)
-    floor = delay_floor_s(rows[0].hidden_rps)
+    # A backlog of MAX_CONCURRENCY waiters sharing the hidden rate cannot wait less than
+    # MAX_CONCURRENCY / rps per request; paced arrivals can (one waiter at a time).
+    floor = 0.0 if paced else delay_floor_s(rows[0].hidden_rps)
     fixed = [r for r in rows if r.scheme in FIXED]
     inf = float("inf")
 
@@ -298,8 +331,7 @@ def verdicts(rows: list[SchemeResult], scheme: str) -> dict[str, Any]:
         "success_ge_99pct": me.success_ratio >= TARGET_SUCCESS,
         "budget_share_ge_80pct": me.budget_share >= TARGET_SHARE,
         "mean_delay_lt_1_5s": me.mean_delay_s < TARGET_DELAY_S,
-        # A saturated backlog of MAX_CONCURRENCY waiters sharing the hidden rate cannot
-        # wait less than MAX_CONCURRENCY / rps per request, whatever the scheme.
+        "no_lockout": me.lockouts == 0,
         "delay_floor_s": round(floor, 2),
         "budget_allows_delay_target": floor < TARGET_DELAY_S,
         "faster_than_fixed": bool(fixed) and all(ttr(me) < ttr(r) for r in fixed),
@@ -308,10 +340,14 @@ def verdicts(rows: list[SchemeResult], scheme: str) -> dict[str, Any]:
 
 def print_table(profile: Profile, rows: list[SchemeResult], cap_s: float) -> None:
     ra = f", Retry-After {profile.retry_after_s:g} s" if profile.retry_after_s else ""
+    if profile.lockout_after:
+        ra += f", lock-out {LOCKOUT_S:g} s after {profile.lockout_after} 429s in a row"
+    if profile.arrival_share:
+        ra += f"; series arrive at {profile.arrival_share:.0%} of it"
     print(f"\nprofile {profile.name}: hidden bucket {profile.rps:g} req/s, burst {profile.burst}{ra}")
     head = (
         f"{'scheme':<14}{'done':>8}{'refresh s':>11}{'success':>9}{'429s':>6}"
-        f"{'budget':>8}{'delay s':>9}{'exhaust':>8}{'final rps':>10}{'80% at s':>9}"
+        f"{'budget':>8}{'delay s':>9}{'exhaust':>8}{'final rps':>10}{'80% at s':>9}{'lockouts':>9}"
     )
     print(head)
     print("-" * len(head))
@@ -319,7 +355,7 @@ def print_table(profile: Profile, rows: list[SchemeResult], cap_s: float) -> Non
         print(
             f"{r.scheme:<14}{f'{r.series_done}/{r.series_total}':>8}{fmt_s(r.time_to_refresh_s, cap_s):>11}"
             f"{r.success_ratio:>9.1%}{r.upstream_429:>6}{r.budget_share:>8.0%}{r.mean_delay_s:>9.2f}"
-            f"{r.budget_exhausted:>8}{r.final_rps:>10.2f}{fmt_s(r.reached_80pct_s, cap_s):>9}"
+            f"{r.budget_exhausted:>8}{r.final_rps:>10.2f}{fmt_s(r.reached_80pct_s, cap_s):>9}{r.lockouts:>9}"
         )
 
 
@@ -346,7 +382,7 @@ async def run_all(
             )
         )
         print_table(profile, rows, args.cap_s)
-        targets = {s: verdicts(rows, s) for s in schemes if s not in FIXED}
+        targets = {s: verdicts(rows, s, profile.arrival_share is not None) for s in schemes if s not in FIXED}
         for scheme, checks in targets.items():
             shown = ", ".join(f"{k}={'met' if v else 'MISSED'}" for k, v in checks.items()
                               if isinstance(v, bool) and k != "budget_allows_delay_target")  # fmt: skip
@@ -370,7 +406,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--instruments", type=int, default=None, help="first N of the 20 (BENCH_RL_INSTRUMENTS)"
     )
     parser.add_argument("--profiles", default=env("BENCH_RL_PROFILES", DEFAULT_PROFILES),
-                        help=f"name=rps:burst[:retry_after_s],... (default {DEFAULT_PROFILES})")  # fmt: skip
+                        help=f"name=rps:burst[:retry_after_s|-[:lockout_after]][@share],... "
+                             f"(default {DEFAULT_PROFILES})")  # fmt: skip
     parser.add_argument("--schemes", default=env("BENCH_RL_SCHEMES", ",".join(DEFAULT_SCHEMES)),
                         help=f"comma list from {list(SCHEMES)}")  # fmt: skip
     parser.add_argument("--report", type=Path, default=REPORT)

@@ -1,11 +1,25 @@
 """Adaptive upstream rate limiter: a token bucket whose rate follows Yahoo's answers.
 
-We use AIMD (additive increase, multiplicative decrease) rather than the CUBIC curve of
-the AWS SDK's adaptive mode: Yahoo's budget is a fixed, unpublished bucket, not a
-congestion window whose size drifts, so a slow linear probe upward and a halving on 429
-converge as well and are explainable in one line of /status. CUBIC's fast regrowth
-towards the last known-good rate also means more 429s near the ceiling, which Yahoo
-punishes with lock-outs.
+The rule is AIMD (additive increase, multiplicative decrease) with two additions that
+bench/ratelimit.py and tests/ratelimit_model.py showed are needed against a fixed,
+unpublished budget like Yahoo's:
+
+- slow start: until the first 429 the rate grows multiplicatively (``slow_start_factor``
+  per ``increase_every_s``), so a cold limiter finds the budget in seconds, not minutes;
+- a remembered ceiling: a 429 records the rate it happened at. After the cut the rate
+  climbs back quickly to ``recovery_share`` of that ceiling (halving the distance per
+  step, as CUBIC's concave phase does) and only then probes on at ``increase_rps``, so
+  the next 429 comes rarely. Every 429 sets the ceiling again, so an estimate that was
+  too high (a 429 is only seen some time after the rate passed the budget) comes down.
+
+The rate grows only while the bucket is the bottleneck (no whole token left when a
+request succeeds): a quiet period proves nothing about a higher rate, and growing
+through it would release a burst of 429s when traffic returns (RFC 7661's point about
+application-limited senders).
+
+We chose this over the plain CUBIC curve of the AWS SDK's adaptive mode: Yahoo's
+budget does not drift like a congestion window, and CUBIC's regrowth past the last
+known-good rate means more 429s near the ceiling, which Yahoo punishes with lock-outs.
 
 The math lives in pure functions over a small state record (``refill``, ``try_take``,
 ``on_success``, ``on_throttle``). ``SharedRateLimiter`` runs the same math inside Redis
@@ -44,6 +58,8 @@ _UNAVAILABLE = (
     redis.exceptions.ReadOnlyError,
     OSError,
 )
+# Growth past the last 429's rate, as a share of increase_rps.
+PROBE_PAST_CEILING = 0.25
 # Retry-After is Yahoo's (or a middlebox's) word: bound it so a bogus header cannot stop us for days.
 MAX_RETRY_AFTER_S = 3600.0
 
@@ -53,11 +69,13 @@ class LimiterSettings:
     initial_rps: float = 0.5
     min_rps: float = 0.05
     max_rps: float = 2.0
-    burst: float = 2.0  # tokens: how many requests may start back to back
-    increase_rps: float = 0.05  # added to the rate per clean increase_every_s
-    decrease_factor: float = 0.5  # rate multiplier on a 429
+    burst: float = 1.0  # tokens: how many requests may start back to back
+    increase_rps: float = 0.005  # linear probe per increase_every_s once the ceiling is known
+    decrease_factor: float = 0.7  # rate multiplier on a 429
     increase_every_s: float = 5.0  # grow at most this often, and only this long after a 429
-    lockout_s: float = 10.0  # send nothing for this long after a 429 without Retry-After
+    lockout_s: float = 5.0  # send nothing for this long after a 429 without Retry-After
+    slow_start_factor: float = 1.5  # rate multiplier per step until the first 429 (1 = off)
+    recovery_share: float = 0.9  # after a 429, climb fast back to this share of its rate
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -83,6 +101,10 @@ class LimiterSettings:
             raise ValueError(f"increase_every_s must be >= 0, got {self.increase_every_s:g}")
         if self.lockout_s < 0:
             raise ValueError(f"lockout_s must be >= 0, got {self.lockout_s:g}")
+        if self.slow_start_factor < 1:
+            raise ValueError(f"slow_start_factor must be >= 1, got {self.slow_start_factor:g}")
+        if not 0 <= self.recovery_share <= 1:
+            raise ValueError(f"recovery_share must be between 0 and 1, got {self.recovery_share:g}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], base: LimiterSettings | None = None) -> LimiterSettings:
@@ -117,10 +139,15 @@ class BucketState:
     refilled_at: float
     blocked_until: float  # nothing is sent before this (Retry-After / lock-out)
     increased_at: float  # last growth, or the end of the last block
+    ceiling: float = 0.0  # the rate the last 429 came at; 0 = none yet (slow start)
+    delivered: float = 0.0  # successes per second, a moving average over delivery_window_s
+    delivered_at: float = 0.0
 
     @classmethod
     def initial(cls, settings: LimiterSettings, now: float) -> BucketState:
-        return cls(settings.initial_rps, settings.burst, now, 0.0, now)
+        # The delivery average starts at the initial rate, as if it had run a while: from
+        # zero it would lag the real rate through the whole slow start.
+        return cls(settings.initial_rps, settings.burst, now, 0.0, now, 0.0, settings.initial_rps, now)
 
 
 def refill(state: BucketState, settings: LimiterSettings, now: float) -> BucketState:
@@ -141,12 +168,40 @@ def try_take(state: BucketState, settings: LimiterSettings, now: float) -> tuple
     return state, (1 - state.tokens) / state.rate
 
 
+def delivery_window_s(settings: LimiterSettings) -> float:
+    # Two growth steps: long enough to average over a hidden burst, short enough to
+    # describe the rate that was running when a 429 came.
+    return max(1.0, 2 * settings.increase_every_s)
+
+
+def delivered_rate(state: BucketState, settings: LimiterSettings, now: float) -> float:
+    """The moving average of successes per second, decayed to ``now``."""
+    return state.delivered * math.exp(-max(0.0, now - state.delivered_at) / delivery_window_s(settings))
+
+
 def on_success(state: BucketState, settings: LimiterSettings, now: float) -> BucketState:
-    """Additive increase, at most once per ``increase_every_s`` of success."""
+    """Grow the rate, at most once per ``increase_every_s``, while the bucket is the bottleneck."""
     state = refill(state, settings, now)
+    window = delivery_window_s(settings)
+    state = replace(state, delivered=delivered_rate(state, settings, now) + 1 / window, delivered_at=now)
     if now < state.blocked_until or now - state.increased_at < settings.increase_every_s:
         return state
-    return replace(state, rate=min(settings.max_rps, state.rate + settings.increase_rps), increased_at=now)
+    if state.tokens >= 1:
+        return state  # demand, not the bucket, set the pace: nothing was learned about a higher rate
+    return replace(state, rate=min(settings.max_rps, next_rate(state, settings)), increased_at=now)
+
+
+def next_rate(state: BucketState, settings: LimiterSettings) -> float:
+    """One growth step: slow start, fast recovery towards the ceiling, or a linear probe."""
+    if state.ceiling <= 0:
+        return max(state.rate * settings.slow_start_factor, state.rate + settings.increase_rps)
+    target = state.ceiling * settings.recovery_share
+    if state.rate < target:
+        return max(state.rate + (target - state.rate) / 2, state.rate + settings.increase_rps)
+    if state.rate < state.ceiling:
+        return state.rate + settings.increase_rps
+    # Past the rate a 429 came at: each step here is a bet against a known limit.
+    return state.rate + settings.increase_rps * PROBE_PAST_CEILING
 
 
 def on_throttle(
@@ -161,8 +216,21 @@ def on_throttle(
     # block but cut once, or a burst of in-flight requests would collapse the rate to min.
     already_blocked = now < state.blocked_until
     rate = state.rate if already_blocked else max(settings.min_rps, state.rate * settings.decrease_factor)
+    # The ceiling is what got through, not what was asked for: a 429 arrives only once
+    # the hidden burst is spent, by when the rate may be well past the budget.
+    delivered = delivered_rate(state, settings, now)
+    ceiling = state.ceiling if already_blocked else min(state.rate, delivered) or state.rate
     # An empty bucket that starts filling when the block ends: no burst right after a 429.
-    return BucketState(rate=rate, tokens=0.0, refilled_at=until, blocked_until=until, increased_at=until)
+    return BucketState(rate, 0.0, until, until, until, ceiling, delivered, now)
+
+
+def phase(rate: float, ceiling: float, recovery_share: float) -> str:
+    """Where the rate is on its curve, for /status: which rule its next step follows."""
+    if ceiling <= 0:
+        return "slow_start"
+    if rate < ceiling * recovery_share:
+        return "recovering"
+    return "probing" if rate < ceiling else "past_ceiling"
 
 
 def clean_retry_after(retry_after: float | None) -> float | None:
@@ -174,35 +242,44 @@ def clean_retry_after(retry_after: float | None) -> float | None:
 
 # ---------------------------------------------------------------- Redis scripts
 
-# All scripts: KEYS[1] = the endpoint's hash; ARGV[1..8] = the settings in LimiterSettings
-# field order, ARGV[9] = idle expiry in ms; the throttle script adds ARGV[10] = Retry-After
+# All scripts: KEYS[1] = the endpoint's hash; ARGV[1..10] = the settings in LimiterSettings
+# field order, ARGV[11] = idle expiry in ms; the throttle script adds ARGV[12] = Retry-After
 # seconds ("" = none). Time is Redis server TIME, so replicas with skewed clocks agree.
-# Every script replies {wait_s, rate, tokens, blocked_for_s} as strings ("%.17g": Lua
+# Every script replies {wait_s, rate, tokens, blocked_for_s, ceiling} as strings ("%.17g": Lua
 # numbers would be truncated to integers in the reply, and tostring keeps only 14 digits).
 _LUA_PRELUDE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local initial, min_rps, max_rps = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local burst, increase_rps, decrease_factor = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local increase_every_s, lockout_s, ttl_ms = tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local h = redis.call('HMGET', KEYS[1], 'rate', 'tokens', 'refilled_at', 'blocked_until', 'increased_at')
+local increase_every_s, lockout_s = tonumber(ARGV[7]), tonumber(ARGV[8])
+local slow_start_factor, recovery_share, ttl_ms = tonumber(ARGV[9]), tonumber(ARGV[10]), tonumber(ARGV[11])
+local h = redis.call('HMGET', KEYS[1], 'rate', 'tokens', 'refilled_at', 'blocked_until', 'increased_at',
+  'ceiling', 'delivered', 'delivered_at')
 local rate = tonumber(h[1]) or initial
 local tokens = tonumber(h[2]) or burst
 local refilled_at = tonumber(h[3]) or now
 local blocked_until = tonumber(h[4]) or 0
 local increased_at = tonumber(h[5]) or now
+local ceiling = tonumber(h[6]) or 0
+local delivered = tonumber(h[7]) or initial
+local delivered_at = tonumber(h[8]) or now
 -- refill (ratelimit.refill)
 rate = math.min(math.max(rate, min_rps), max_rps)
 tokens = math.min(burst, tokens + math.max(0, now - refilled_at) * rate)
 refilled_at = math.max(refilled_at, now)
+-- delivered_rate (ratelimit.delivered_rate)
+local window = math.max(1, 2 * increase_every_s)
+local function decayed() return delivered * math.exp(-math.max(0, now - delivered_at) / window) end
 local function f(x) return string.format('%.17g', x) end
 local function save()
   redis.call('HSET', KEYS[1], 'rate', f(rate), 'tokens', f(tokens), 'refilled_at', f(refilled_at),
-    'blocked_until', f(blocked_until), 'increased_at', f(increased_at))
+    'blocked_until', f(blocked_until), 'increased_at', f(increased_at), 'ceiling', f(ceiling),
+    'delivered', f(delivered), 'delivered_at', f(delivered_at))
   redis.call('PEXPIRE', KEYS[1], ttl_ms)
 end
 local function reply(wait)
-  return {f(wait), f(rate), f(tokens), f(math.max(0, blocked_until - now))}
+  return {f(wait), f(rate), f(tokens), f(math.max(0, blocked_until - now)), f(ceiling)}
 end
 """
 
@@ -226,23 +303,43 @@ return reply(wait)
 _LUA_SUCCESS = (
     _LUA_PRELUDE
     + """
-if now >= blocked_until and now - increased_at >= increase_every_s then
-  rate = math.min(max_rps, rate + increase_rps)
+delivered = decayed() + 1 / window
+delivered_at = now
+-- on_success / next_rate
+if now >= blocked_until and now - increased_at >= increase_every_s and tokens < 1 then
+  local nxt
+  if ceiling <= 0 then
+    nxt = math.max(rate * slow_start_factor, rate + increase_rps)
+  elseif rate < ceiling * recovery_share then
+    nxt = math.max(rate + (ceiling * recovery_share - rate) / 2, rate + increase_rps)
+  elseif rate < ceiling then
+    nxt = rate + increase_rps
+  else
+    nxt = rate + increase_rps * PROBE_PAST_CEILING
+  end
+  rate = math.min(max_rps, nxt)
   increased_at = now
 end
 save()
 return reply(0)
-"""
+""".replace("PROBE_PAST_CEILING", repr(PROBE_PAST_CEILING))
 )
 
 _LUA_THROTTLE = (
     _LUA_PRELUDE
     + """
 local wait = lockout_s
-if ARGV[10] ~= '' then wait = tonumber(ARGV[10]) end
+if ARGV[12] ~= '' then wait = tonumber(ARGV[12]) end
 local already_blocked = now < blocked_until
 local until_ = math.max(blocked_until, now + wait)
-if not already_blocked then rate = math.max(min_rps, rate * decrease_factor) end
+delivered = decayed()
+delivered_at = now
+if not already_blocked then
+  local got_through = math.min(rate, delivered)
+  if got_through <= 0 then got_through = rate end
+  ceiling = got_through
+  rate = math.max(min_rps, rate * decrease_factor)
+end
 tokens, refilled_at, blocked_until, increased_at = 0, until_, until_, until_
 save()
 return reply(0)
@@ -266,6 +363,7 @@ class _Reading:
     rate: float
     tokens: float
     blocked_for_s: float
+    ceiling: float
 
 
 class SharedRateLimiter:
@@ -385,15 +483,19 @@ class SharedRateLimiter:
 
     async def state(self, endpoint: str) -> dict[str, Any]:
         reading = await self._call(endpoint, "peek")
+        settings = self.settings_for(endpoint)
         return {
             "endpoint": endpoint,
             "current_rps": reading.rate,
+            # The rate the last 429 let through; null until the first 429 (slow start).
+            "ceiling_rps": reading.ceiling or None,
+            "phase": phase(reading.rate, reading.ceiling, settings.recovery_share),
             "tokens": reading.tokens,
             "blocked_for_s": reading.blocked_for_s,
             "fallback": self.fallback,
             "source": "local" if self.fallback else "shared",
             "window": self._window(endpoint).snapshot(),
-            "settings": asdict(self.settings_for(endpoint)),
+            "settings": asdict(settings),
         }
 
     # -- shared or local
@@ -420,8 +522,8 @@ class SharedRateLimiter:
             cleaned = clean_retry_after(retry_after)
             args.append("" if cleaned is None else repr(cleaned))
         reply = await self._scripts[op](keys=[self.key(endpoint)], args=args)
-        wait, rate, tokens, blocked = (float(x) for x in reply)
-        return _Reading(wait, rate, tokens, blocked)
+        wait, rate, tokens, blocked, ceiling = (float(x) for x in reply)
+        return _Reading(wait, rate, tokens, blocked, ceiling)
 
     def _local_call(
         self, endpoint: str, op: str, settings: LimiterSettings, retry_after: float | None
@@ -439,7 +541,7 @@ class SharedRateLimiter:
         else:
             state = refill(state, local, now)
         self._local[endpoint] = state
-        return _Reading(wait, state.rate, state.tokens, max(0.0, state.blocked_until - now))
+        return _Reading(wait, state.rate, state.tokens, max(0.0, state.blocked_until - now), state.ceiling)
 
     def _local_settings(self, settings: LimiterSettings) -> LimiterSettings:
         # Fallback policy: without Redis the replicas cannot see each other, so each takes
@@ -457,7 +559,9 @@ class SharedRateLimiter:
             return BucketState.initial(local, now)
         rate = min(max(last.rate / self._replicas, local.min_rps), local.max_rps)
         blocked_until = now + last.blocked_for_s if last.blocked_for_s > 0 else 0.0
-        return BucketState(rate, 1.0, max(now, blocked_until), blocked_until, max(now, blocked_until))
+        start = max(now, blocked_until)
+        # A ceiling the shared budget learned holds for this replica's share of it too.
+        return BucketState(rate, 1.0, start, blocked_until, start, last.ceiling / self._replicas, rate, now)
 
     def _should_try_redis(self) -> bool:
         if self._fallback_since is None:

@@ -16,19 +16,21 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from policies.breaker import BreakerMirror
-from policies.ratelimit import LimiterSettings, SharedRateLimiter
+from policies.ratelimit import SharedRateLimiter
 from policies.retry import LEGACY_DELAY_S
-from proxy.config import Config
+from proxy.admin import add_admin_routes
+from proxy.config import UPSTREAM_ENDPOINTS, Config
 from proxy.embedded_redis import ensure_redis
 from proxy.fetcher import FetchCoordinator, NegativeCache
 from proxy.hot import HotLayer, listen_for_invalidations
-from proxy.keys import CRUMB, FETCHER, HOT, PASSTHROUGH, REDIS, SERVICE, SETTINGS, STORE, UPSTREAM
+from proxy.keys import CRUMB, FETCHER, HOT, PASSTHROUGH, QUALITY, REDIS, SERVICE, SETTINGS, STORE, UPSTREAM
 from proxy.passthrough import Passthrough
+from proxy.quality import QualityGate
 from proxy.routes import add_routes, new_crumb, yahoo_front
 from proxy.service import ChartService, ServiceSettings
 from proxy.store import SeriesStore
 from proxy.transport import Timeouts, Transport, make_transport
-from proxy.upstream import UPSTREAM_ENDPOINTS, UpstreamClient, UpstreamSettings
+from proxy.upstream import UpstreamClient, UpstreamSettings
 
 
 def create_app(
@@ -45,6 +47,7 @@ def create_app(
     app.cleanup_ctx.append(_upstream_ctx(transport))
     app.cleanup_ctx.append(_service_ctx(clock))
     add_routes(app)
+    add_admin_routes(app)
     return app
 
 
@@ -128,22 +131,11 @@ def _upstream_ctx(transport: Transport | None) -> Callable[[web.Application], As
 
 def _limiter(redis: aioredis.Redis, config: Config) -> SharedRateLimiter:
     rl = config.rate_limit
-    fixed = not config.features.adaptive_limiter
-    settings = LimiterSettings(
-        initial_rps=rl.initial_rps,
-        # With the adaptive limiter off, the rate stays at initial_rps: a fixed pacing.
-        min_rps=rl.initial_rps if fixed else rl.min_rps,
-        max_rps=rl.initial_rps if fixed else rl.max_rps,
-        burst=rl.burst,
-        increase_rps=rl.increase_rps,
-        decrease_factor=rl.decrease_factor,
-        increase_every_s=rl.increase_every_s,
-        lockout_s=rl.lockout_s,
-    )
+    adaptive = config.features.adaptive_limiter
     return SharedRateLimiter(
         redis,
         config.redis.key_prefix,
-        {endpoint: settings for endpoint in UPSTREAM_ENDPOINTS},
+        {endpoint: rl.limiter_settings(endpoint, adaptive=adaptive) for endpoint in UPSTREAM_ENDPOINTS},
         expected_replicas=rl.expected_replicas,
     )
 
@@ -153,6 +145,14 @@ def _service_ctx(clock: Callable[[], float]) -> Callable[[web.Application], Asyn
         config = app[SETTINGS]
         cache = config.cache
         negative = NegativeCache(app[STORE], cache.negative_ttl_s, clock)
+        gate = QualityGate(
+            app[REDIS],
+            config.redis.key_prefix,
+            min_quality=config.validation.min_quality,
+            enabled=config.features.validation_gate,
+            clock=clock,
+        )
+        app[QUALITY] = gate
         fetcher = FetchCoordinator(
             app[UPSTREAM],
             app[STORE],
@@ -160,6 +160,7 @@ def _service_ctx(clock: Callable[[], float]) -> Callable[[web.Application], Asyn
             negative,
             workers=config.upstream.max_concurrency,
             clock=clock,
+            quality=gate,
         )
         app[FETCHER] = fetcher
         settings = ServiceSettings(

@@ -15,6 +15,8 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
+from dataclasses import replace as dataclass_replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -33,6 +35,7 @@ from pydantic import (
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
+from policies.ratelimit import LimiterSettings
 from proxy.intervals import VALID_INTERVALS, canonical, lookup
 
 ENV_PREFIX = "YFPROXY__"
@@ -361,6 +364,14 @@ class BackgroundConfig(_Section):
     )
 
 
+# The upstream endpoints with a budget of their own. The crumb handshake is answered
+# locally (proxy.routes), so it is not an upstream endpoint of ours.
+UpstreamEndpoint = Literal["chart", "passthrough"]
+UPSTREAM_ENDPOINTS: tuple[str, ...] = typing.get_args(UpstreamEndpoint)
+# The limiter settings an [rate_limit.endpoints.NAME] table may override.
+_LIMITER_KEYS = tuple(f.name for f in dataclass_fields(LimiterSettings))
+
+
 class RateLimitConfig(_Section):
     """The adaptive upstream rate limiter (one budget shared by all replicas)."""
 
@@ -377,22 +388,35 @@ class RateLimitConfig(_Section):
         2.0, gt=0, le=1000, description="Fastest rate the limiter climbs to on success, in requests/s."
     )
     burst: Float = Field(
-        2.0, ge=1, le=1000, description="Requests that may start back to back when the budget is full."
+        1.0, ge=1, le=1000, description="Requests that may start back to back when the budget is full."
     )
     increase_rps: Float = Field(
-        0.05,
+        0.005,
         ge=0,
         le=100,
-        description="Rate added after each increase_every_s of clean success, in requests/s.",
+        description="Rate added per increase_every_s once a 429 has shown where the budget is, "
+        "in requests/s.",
     )
     decrease_factor: Float = Field(
-        0.5, gt=0, lt=1, description="Factor the rate is multiplied by on a 429 (multiplicative decrease)."
+        0.7, gt=0, lt=1, description="Factor the rate is multiplied by on a 429 (multiplicative decrease)."
     )
     increase_every_s: Float = Field(
         5.0, ge=0, le=3600, description="Shortest time between two rate increases, in seconds."
     )
     lockout_s: Float = Field(
-        10.0, ge=0, le=3600, description="Pause after a 429 that carries no Retry-After, in seconds."
+        5.0, ge=0, le=3600, description="Pause after a 429 that carries no Retry-After, in seconds."
+    )
+    slow_start_factor: Float = Field(
+        1.5,
+        ge=1,
+        le=10,
+        description="Rate multiplier per increase_every_s until the first 429 (slow start); 1 = off.",
+    )
+    recovery_share: Float = Field(
+        0.9,
+        ge=0,
+        le=1,
+        description="After a 429, the rate climbs fast back to this share of the rate that got through.",
     )
     max_wait_s: Float = Field(
         30.0,
@@ -407,6 +431,11 @@ class RateLimitConfig(_Section):
         description="Processes sharing the budget; while Redis is unreachable each one "
         "falls back to a local bucket of max_rps / expected_replicas.",
     )
+    endpoints: dict[UpstreamEndpoint, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Per-endpoint overrides ('chart', 'passthrough'), each a table of the limiter "
+        f"keys above ({', '.join(_LIMITER_KEYS)}); each endpoint has its own budget.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> RateLimitConfig:
@@ -415,7 +444,21 @@ class RateLimitConfig(_Section):
                 "rates must satisfy min_rps <= initial_rps <= max_rps "
                 f"(got {self.min_rps:g}, {self.initial_rps:g}, {self.max_rps:g})"
             )
+        for endpoint in self.endpoints:
+            try:
+                self.limiter_settings(endpoint)
+            except ValueError as exc:
+                raise ValueError(f"endpoints.{endpoint}: {exc}") from None
         return self
+
+    def limiter_settings(self, endpoint: str, *, adaptive: bool = True) -> LimiterSettings:
+        """The settings of one endpoint's budget: these defaults plus the endpoint's overrides."""
+        base = LimiterSettings(**{key: float(getattr(self, key)) for key in _LIMITER_KEYS})
+        settings = LimiterSettings.from_dict(self.endpoints.get(endpoint, {}), base)
+        if not adaptive:
+            # The adaptive limiter switched off: a fixed pace at initial_rps.
+            settings = dataclass_replace(settings, min_rps=settings.initial_rps, max_rps=settings.initial_rps)
+        return settings
 
 
 class BreakerConfig(_Section):
@@ -932,7 +975,10 @@ def _type_name(annotation: Any) -> str:
     if origin in (tuple, list):
         return f"list of {_type_name(args[0])}s"
     if origin is dict:
-        return f"table of interval -> {_type_name(args[1])}"
+        key = _strip_annotated(args[0])
+        key_name = "endpoint" if typing.get_origin(key) is Literal else "interval"
+        inner = "setting -> number" if typing.get_origin(args[1]) is dict else _type_name(args[1])
+        return f"table of {key_name} -> {inner}"
     names = {str: "string", int: "integer", float: "number", bool: "boolean", SecretStr: "secret string"}
     return names.get(annotation, getattr(annotation, "__name__", str(annotation)))
 

@@ -21,7 +21,9 @@ import structlog
 
 from policies.errors import Category, UpstreamError
 from proxy.hot import HotLayer
+from proxy.ingest import ChartPayload
 from proxy.intervals import DAY, Interval, lookup
+from proxy.quality import QualityGate, Verdict
 from proxy.series import Series, SeriesKey
 from proxy.store import SeriesStore
 from proxy.upstream import UpstreamClient
@@ -56,6 +58,7 @@ class FetchStats:
     coalesced: int = 0
     completed: int = 0
     failed: dict[str, int] = field(default_factory=dict)
+    quarantined: int = 0  # batches the quality gate refused
 
 
 class NegativeCache:
@@ -103,8 +106,10 @@ class FetchCoordinator:
         *,
         workers: int,
         clock: Callable[[], float] = time.time,
+        quality: QualityGate | None = None,
     ) -> None:
         self._upstream = upstream
+        self._quality = quality
         self._store = store
         self._hot = hot
         self._negative = negative
@@ -220,12 +225,34 @@ class FetchCoordinator:
                 if series is None:
                     raise
                 break  # keep what the newer chunks brought; coverage says what is missing
-            series = await self._store.merge(
-                job.key, payload, window_start=chunk_start, window_end=chunk_end, fetched_at=self._clock()
-            )
+            series = await self._store_batch(job.key, payload, (chunk_start, chunk_end))
             self._hot.put(series)
         assert series is not None
         log.info("fetched", series=str(job.key), kind=job.kind.name.lower(), bars=len(series.bars))
+        return series
+
+    async def _store_batch(self, key: SeriesKey, payload: ChartPayload, window: tuple[int, int]) -> Series:
+        """Merge one upstream answer through the quality gate (proxy.quality)."""
+        gate = self._quality
+        if gate is None:
+            return await self._store.merge(
+                key, payload, window_start=window[0], window_end=window[1], fetched_at=self._clock()
+            )
+        verdicts: list[Verdict] = []
+
+        def admit(current: Series | None, _merged: Series) -> bool:
+            verdicts.append(gate.judge(key, current, payload, window))
+            return verdicts[-1].admitted
+
+        series = await self._store.merge(
+            key, payload, window_start=window[0], window_end=window[1], fetched_at=self._clock(),
+            gate=admit, annotate=gate.annotate,
+        )  # fmt: skip
+        if verdicts and not verdicts[-1].admitted:
+            self.stats.quarantined += 1
+            await gate.quarantine(key, verdicts[-1], window, payload.bars)
+        else:
+            await gate.record(series)
         return series
 
 

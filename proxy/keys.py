@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from proxy.fetcher import FetchCoordinator
     from proxy.hot import HotLayer
     from proxy.passthrough import Passthrough
+    from proxy.quality import QualityGate
     from proxy.service import ChartService
     from proxy.store import SeriesStore
     from proxy.upstream import UpstreamClient
@@ -24,4 +25,5 @@ UPSTREAM: web.AppKey[UpstreamClient] = web.AppKey("upstream")
 FETCHER: web.AppKey[FetchCoordinator] = web.AppKey("fetcher")
 SERVICE: web.AppKey[ChartService] = web.AppKey("service")
 PASSTHROUGH: web.AppKey[Passthrough] = web.AppKey("passthrough")
+QUALITY: web.AppKey[QualityGate] = web.AppKey("quality")
 CRUMB: web.AppKey[str] = web.AppKey("crumb")

@@ -14,18 +14,21 @@ from aiohttp import web
 
 from policies.errors import UpstreamError
 from proxy import __version__
+from proxy.config import UPSTREAM_ENDPOINTS
 from proxy.errors import YahooError, chart_error_body, not_found, unavailable
 from proxy.keys import (
     CRUMB,
     FETCHER,
     HOT,
     PASSTHROUGH,
+    QUALITY,
     SERVICE,
     SETTINGS,
     UPSTREAM,
 )
 from proxy.query import ChartQuery, check_query_string, parse_chart_query
-from proxy.upstream import UPSTREAM_ENDPOINTS, UpstreamClient
+from proxy.upstream import UpstreamClient
+from validators.contracts import check_contract
 
 log = structlog.get_logger("yfproxy.http")
 
@@ -51,11 +54,16 @@ async def yahoo_front(request: web.Request, handler: web.Handler) -> web.StreamR
         if exc.status < 400:
             raise
         body = chart_error_body(exc.reason, f"HTTP {exc.status} {exc.reason}")
-        return web.Response(status=exc.status, body=body, content_type="application/json")
+        keep = {name: exc.headers[name] for name in _KEPT_HEADERS if name in exc.headers}
+        return web.Response(status=exc.status, body=body, content_type="application/json", headers=keep)
     except Exception:
         log.exception("unhandled", path=request.path)
         body = chart_error_body("Internal Server Error", "yfproxy failed to answer; see its logs")
         return web.Response(status=500, body=body, content_type="application/json")
+
+
+# Headers of an aiohttp HTTPException that mean something to the client (a 401's challenge).
+_KEPT_HEADERS = ("WWW-Authenticate", "Retry-After", "Allow")
 
 
 def _handshake() -> web.Response:
@@ -88,6 +96,12 @@ def _parse(request: web.Request, now: float) -> ChartQuery:
     query = _parsed.get(key)
     if query is None:
         query = parse_chart_query(key[0], request.query, now=now)
+        problem = check_contract(query.symbol, int(now))
+        if problem is not None:
+            # A dated futures contract that is not listed: Yahoo's 404, with the reason, and
+            # no upstream request spent on learning it.
+            log.info("chart.contract_refused", symbol=query.symbol, reason=problem.reason)
+            raise YahooError(problem.http_status, "Not Found", f"{problem.message} ({problem.detail})")
         if len(_parsed) >= _PARSED_MAX:
             _parsed.clear()
         _parsed[key] = query
@@ -145,7 +159,9 @@ async def status(request: web.Request) -> web.Response:
                 "coalesced": fetcher.stats.coalesced,
                 "completed": fetcher.stats.completed,
                 "failed": fetcher.stats.failed,
+                "quarantined": fetcher.stats.quarantined,
             },
+            "quality": await request.app[QUALITY].summary(),
         }
     )
 

@@ -117,6 +117,8 @@ class Series:
     coverage_end: int = 0
     fetched_at: float = 0.0  # unix time of the last successful upstream answer
     version: int = 0  # bumps on every stored change; part of ETag and hot-layer keys
-    quality: float | None = None  # set by the validators; None until they run
+    quality: float | None = None  # validators' score of the stored series; None until they run
+    completeness: float | None = None  # validators' bars present / bars expected
+    quality_issues: tuple[dict[str, Any], ...] = ()  # the most important open issues, as JSON
     # Key order of Yahoo's quote object as upstream last sent it, echoed when rendering.
     quote_order: tuple[str, ...] = QUOTE_KEYS

@@ -158,10 +158,11 @@ class ChartService:
         )  # fmt: skip
         rendered = self._hot.body(entry, signature)
         if rendered is None:
-            quality = _integrity(entry.series, view)
-            rendered = RenderedBody.of(
-                render_chart(entry.series, view, query, events), quality=_ratio(quality)
-            )
+            series = entry.series
+            # The validators' score of the stored series; before they have run on it (a
+            # series stored by an older version) the share of bars with sane OHLC.
+            quality = series.quality if series.quality is not None else _integrity(series, view)
+            rendered = RenderedBody.of(render_chart(series, view, query, events), quality=_ratio(quality))
             self._hot.keep_body(entry, signature, rendered)
         return _Cut(entry, view, rendered)
 
@@ -184,7 +185,10 @@ class ChartService:
         fresh_s = self._settings.fresh_s(series.key.interval)
         age = max(0, int(now - series.fetched_at))
         ttl = max(0, fresh_s - age) if fresh else 0
-        completeness = _completeness(series, cut.view, now, fresh)
+        # Coverage of the asked window times the share of expected bars the series has.
+        completeness = _completeness(series, cut.view, now, fresh) * (
+            1.0 if series.completeness is None else series.completeness
+        )
         headers = cut.rendered.headers.copy()  # the per-body part is built once
         headers["Cache-Status"] = _cache_status(outcome, ttl)
         headers["Age"] = str(age)

@@ -36,6 +36,7 @@ return version
 _MAX_CAS_RETRIES = 5
 
 MergeGate = Callable[[Series | None, Series], bool]
+Annotate = Callable[[Series], None]
 
 
 class ConflictError(RuntimeError):
@@ -71,8 +72,13 @@ class SeriesStore:
         window_end: int,
         fetched_at: float,
         gate: MergeGate | None = None,
+        annotate: Annotate | None = None,
     ) -> Series:
-        """Merge an upstream answer; returns the stored series (unchanged if the gate refused)."""
+        """Merge an upstream answer; returns the stored series (unchanged if the gate refused).
+
+        ``gate`` sees the stored series (when there is one) and the merge result and may
+        refuse it; ``annotate`` may add derived fields (the quality score) before the write.
+        """
         for _ in range(_MAX_CAS_RETRIES):
             current = await self.load(key)
             merged = merge_series(
@@ -80,6 +86,8 @@ class SeriesStore:
             )
             if gate is not None and current is not None and not gate(current, merged):
                 return current
+            if annotate is not None:
+                annotate(merged)
             version = await self._write(merged, current.version if current else 0)
             if version >= 0:
                 merged.version = version
@@ -133,6 +141,8 @@ def _encode(series: Series) -> list[bytes]:
         "fetched_at": series.fetched_at,
         "prev_close": None if math.isnan(series.prev_close) else series.prev_close,
         "quality": series.quality,
+        "completeness": series.completeness,
+        "quality_issues": list(series.quality_issues),
         "quote_order": list(series.quote_order),
     }
     return [
@@ -161,5 +171,7 @@ def _decode(key: SeriesKey, fields: dict[Any, Any]) -> Series:
         fetched_at=float(info["fetched_at"]),
         version=int(get["version"]),
         quality=info.get("quality"),
+        completeness=info.get("completeness"),
+        quality_issues=tuple(info.get("quality_issues") or ()),
         quote_order=order if sorted(order) == sorted(QUOTE_KEYS) else QUOTE_KEYS,
     )

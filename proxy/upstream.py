@@ -34,7 +34,6 @@ _DEGRADED_ERROR_SHARE = 0.2
 
 CHART_EVENTS = "div,splits,capitalGains"
 # Each endpoint has its own budget in the shared limiter.
-UPSTREAM_ENDPOINTS = ("chart", "passthrough")
 _EXCERPT = 200
 
 

@@ -69,6 +69,9 @@ BAD_INPUT = [
     ("/v8/finance/chart/ES%00F", {}, 404),
     ("/v8/finance/chart/%E2%82%AC", {}, 404),
     ("/v8/finance/chart/ES=F", {"interval": "4m"}, 400),
+    ("/v8/finance/chart/ESF27.CME", {}, 404),  # F is not an E-mini month
+    ("/v8/finance/chart/ESH24.CME", {}, 404),  # expired
+    ("/v8/finance/chart/ESZ26.NYM", {}, 404),  # ES is not a NYMEX product
     ("/v8/finance/chart/ES=F", {"interval": "1m" * 100}, 400),
     ("/v8/finance/chart/ES=F", {"range": "forever"}, 400),
     ("/v8/finance/chart/ES=F", {"period1": "200", "period2": "100"}, 400),
@@ -116,6 +119,19 @@ async def test_yahoo_error_texts(app_client: tuple[TestClient, CountingTransport
             },
         }
     }
+
+
+async def test_unlisted_futures_contracts_say_why(app_client: tuple[TestClient, CountingTransport]) -> None:
+    client, transport = app_client
+    resp = await client.get("/v8/finance/chart/ESF27.CME", params={"interval": "1d"})
+    error = orjson.loads(await resp.read())["chart"]["error"]
+    assert error["code"] == "Not Found"
+    # Starts as Yahoo's own text (yfinance looks for "delisted"), then the reason.
+    assert error["description"].startswith("No data found, symbol may be delisted")
+    assert "only H M U Z" in error["description"]
+    listed = await client.get("/v8/finance/chart/CLF27.NYM", params={"interval": "1d"})
+    assert listed.status == 404  # a listed month: asked upstream (the scripted one knows only MSFT)
+    assert transport.calls == ["http://upstream.test/v8/finance/chart/CLF27.NYM"]
 
 
 async def test_unknown_symbol_is_404_and_negatively_cached(
@@ -202,6 +218,17 @@ async def test_health_and_status(app_client: tuple[TestClient, CountingTransport
     assert status["rate_limit"]["current_rps"] == 1000
     assert status["rate_limit"]["endpoints"]["chart"]["fallback"] is False
     assert "version" in status
+    assert status["quality"]["gate"] == "on" and status["quality"]["series"] == []
+    # A fetched series shows up with its score and open issues.
+    params = recording("MSFT_89b82124b6").params
+    assert (await client.get("/v8/finance/chart/MSFT", params=params)).status == 200
+    quality = (await (await client.get("/status")).json())["quality"]
+    [row] = quality["series"]
+    # The scripted upstream answers with a September recording while the proxy asked up to
+    # today: the validators see the sessions since then missing, and say so.
+    assert row["series"] == "MSFT|1d|0" and row["issues"] == ["time.missing_last_session"]
+    assert 0.5 < row["score"] < 1.0 and row["completeness"] < 1.0 and row["below_threshold"] is False
+    assert quality["quarantined"] == [] and quality["below_threshold"] == 0
 
 
 async def test_unexpected_errors_leave_in_yahoo_shape(aiohttp_client: ClientFactory) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import shutil
 import subprocess
@@ -20,12 +21,16 @@ from structlog.testing import capture_logs
 from policies.errors import Category, UpstreamError
 from policies.ratelimit import (
     MAX_RETRY_AFTER_S,
+    PROBE_PAST_CEILING,
     BucketState,
     LimiterSettings,
     SharedRateLimiter,
+    delivered_rate,
     from_legacy_delay,
+    next_rate,
     on_success,
     on_throttle,
+    phase,
     refill,
     try_take,
     validate_endpoint,
@@ -41,7 +46,19 @@ S = LimiterSettings(
     decrease_factor=0.5,
     increase_every_s=5.0,
     lockout_s=10.0,
+    slow_start_factor=1.5,
+    recovery_share=0.8,
 )
+
+
+def busy(state: BucketState, settings: LimiterSettings, until: float) -> BucketState:
+    """Take every token the bucket has up to ``until``: requests wait on it (saturated)."""
+    now = state.refilled_at
+    while now <= until:
+        state, wait = try_take(state, settings, now)
+        if wait > 0:
+            now += max(wait, 1e-6)  # a float wait below now's resolution would never advance
+    return state
 
 
 class FakeClock:
@@ -119,23 +136,78 @@ def test_take_spends_a_token_or_says_how_long_to_wait() -> None:
     assert wait == 0
 
 
-def test_rate_grows_additively_but_not_faster_than_increase_every_s() -> None:
+def grow(state: BucketState, settings: LimiterSettings, now: float) -> BucketState:
+    """A success at ``now`` while requests were waiting for the bucket."""
+    return on_success(busy(state, settings, now), settings, now)
+
+
+def test_slow_start_multiplies_the_rate_at_most_once_per_period() -> None:
     state = BucketState.initial(S, 0.0)
-    state = on_success(state, S, 4.9)
+    state = grow(state, S, 4.9)
     assert state.rate == 1.0  # not yet 5 s since start
-    state = on_success(state, S, 5.0)
-    assert state.rate == 1.25
-    for t in (5.1, 6.0, 9.9):  # a burst of successes in one period counts once
-        state = on_success(state, S, t)
-    assert state.rate == 1.25
-    state = on_success(state, S, 10.0)
+    state = grow(state, S, 5.0)
     assert state.rate == 1.5
+    for t in (5.1, 6.0, 9.9):  # a burst of successes in one period counts once
+        state = grow(state, S, t)
+    assert state.rate == 1.5
+    assert grow(state, S, 10.0).rate == 2.0  # 2.25 clamped to max_rps
+
+
+def test_no_growth_while_demand_not_the_bucket_sets_the_pace() -> None:
+    state = BucketState.initial(S, 0.0)
+    # A success every 6 s leaves the bucket full: nothing says a higher rate would hold.
+    for t in (6.0, 12.0, 18.0, 24.0):
+        state, wait = try_take(state, S, t)
+        assert wait == 0
+        state = on_success(state, S, t)
+    assert state.rate == 1.0
+
+
+def test_a_throttle_remembers_what_got_through_and_recovery_climbs_to_it() -> None:
+    limits = replace(S, max_rps=10.0, increase_every_s=1.0)
+    state = BucketState.initial(limits, 0.0)
+    now = 0.0
+    while state.rate < 8.0:  # slow start, saturated, successes at the bucket's pace
+        now += 1 / state.rate
+        state = grow(state, limits, now)
+    assert state.ceiling == 0 and phase(state.rate, state.ceiling, 0.8) == "slow_start"
+    delivered = delivered_rate(state, limits, now)
+    assert 3.0 < delivered < state.rate  # the average lags a climbing rate
+    throttled = on_throttle(state, limits, now, retry_after=1.0)
+    assert throttled.ceiling == pytest.approx(delivered)
+    assert throttled.rate == pytest.approx(state.rate * 0.5)
+    # Recovery halves the distance to 0.8 x ceiling per step, then probes linearly.
+    target = throttled.ceiling * 0.8
+    state, now = throttled, throttled.blocked_until
+    rates = []
+    for _ in range(12):
+        now += 1.0
+        state = grow(state, limits, now)
+        rates.append(state.rate)
+    assert rates == sorted(rates)
+    if throttled.rate < target:
+        assert rates[0] == pytest.approx(throttled.rate + (target - throttled.rate) / 2)
+    steps = [b - a for a, b in itertools.pairwise(rates)]
+    past = [d for r, d in zip(rates, steps, strict=False) if r >= state.ceiling]
+    assert all(d == pytest.approx(limits.increase_rps * PROBE_PAST_CEILING) for d in past)
+
+
+def test_next_rate_follows_the_phase() -> None:
+    base = BucketState.initial(S, 0.0)
+    assert next_rate(base, S) == 1.5  # slow start: x slow_start_factor
+    known = replace(base, ceiling=2.0)  # target 0.8 x 2.0 = 1.6
+    assert next_rate(known, S) == pytest.approx(1.3)  # half the distance to 1.6
+    assert next_rate(replace(known, rate=1.55), S) == pytest.approx(1.8)  # at least increase_rps
+    assert next_rate(replace(known, rate=1.7), S) == pytest.approx(1.95)  # linear probe
+    assert next_rate(replace(known, rate=2.0), S) == pytest.approx(2.0 + 0.25 * PROBE_PAST_CEILING)
+    assert [phase(r, 2.0, 0.8) for r in (1.0, 1.7, 2.0)] == ["recovering", "probing", "past_ceiling"]
+    assert phase(1.0, 0.0, 0.8) == "slow_start"
 
 
 def test_rate_is_clamped_to_max_and_min() -> None:
     state = BucketState.initial(S, 0.0)
     for t in range(0, 200, 5):
-        state = on_success(state, S, float(t))
+        state = grow(state, S, float(t))
     assert state.rate == S.max_rps
     now = 200.0
     for _ in range(20):
@@ -179,9 +251,9 @@ def test_bogus_retry_after_values_are_bounded() -> None:
 
 def test_no_growth_until_increase_every_s_after_a_block() -> None:
     state = on_throttle(BucketState.initial(S, 0.0), S, 0.0, retry_after=1.0)
-    assert on_success(state, S, 0.5).rate == 0.5  # still blocked
-    assert on_success(state, S, 5.9).rate == 0.5  # 4.9 s since the block ended
-    assert on_success(state, S, 6.0).rate == 0.75
+    assert grow(state, S, 0.5).rate == 0.5  # still blocked
+    assert grow(state, S, 5.9).rate == 0.5  # 4.9 s since the block ended
+    assert grow(state, S, 6.0).rate > 0.5
 
 
 def test_new_settings_clamp_the_state_at_the_next_refill() -> None:
@@ -248,7 +320,10 @@ async def test_state_lives_in_one_hash_per_endpoint(redis_client: aioredis.Redis
     assert await limiter.acquire("chart") == 0
     assert await redis_client.keys("*") == [b"yfp:ratelimit:chart"]
     fields = await redis_client.hgetall("yfp:ratelimit:chart")
-    assert set(fields) == {b"rate", b"tokens", b"refilled_at", b"blocked_until", b"increased_at"}
+    assert set(fields) == {
+        b"rate", b"tokens", b"refilled_at", b"blocked_until", b"increased_at",
+        b"ceiling", b"delivered", b"delivered_at",
+    }  # fmt: skip
     assert 0 < await redis_client.ttl("yfp:ratelimit:chart") <= 86400
     state = await limiter.state("chart")
     assert state["current_rps"] == 1.0
@@ -289,7 +364,7 @@ async def test_two_replicas_stay_within_one_shared_budget(
 async def test_a_throttle_on_one_replica_slows_the_other(
     redis_client: aioredis.Redis, second_client: aioredis.Redis
 ) -> None:
-    fast = LimiterSettings(initial_rps=10.0, min_rps=1.0, max_rps=20.0, burst=1.0)
+    fast = LimiterSettings(initial_rps=10.0, min_rps=1.0, max_rps=20.0, burst=1.0, decrease_factor=0.5)
     one, other = _limiter(redis_client, fast), _limiter(second_client, fast)
     await one.record_throttle("chart", retry_after=0.4)
     state = await other.state("chart")
@@ -309,12 +384,32 @@ async def test_a_throttle_on_one_replica_slows_the_other(
 async def test_success_grows_the_shared_rate_once_per_period(redis_client: aioredis.Redis) -> None:
     limiter = _limiter(redis_client, replace(S, increase_every_s=0.0))
     await limiter.record_success("chart")
+    assert (await limiter.state("chart"))["current_rps"] == 1.0  # bucket full: demand-limited
+    for _ in range(3):
+        await limiter.acquire("chart")  # requests now wait on the bucket
     await limiter.record_success("chart")
-    assert (await limiter.state("chart"))["current_rps"] == 1.5
+    state = await limiter.state("chart")
+    assert state["current_rps"] == 1.5  # slow start, as on_success computes it
+    assert state["phase"] == "slow_start" and state["ceiling_rps"] is None
+    await limiter.record_throttle("chart", retry_after=0.0)
+    state = await limiter.state("chart")
+    assert state["current_rps"] == pytest.approx(0.75)
+    # The ceiling is min(rate, delivery average); three quick successes in a 1 s window
+    # average above 1.5/s, so the rate is the bound (the lagging case is tested above).
+    assert state["ceiling_rps"] == pytest.approx(1.5)
+    assert state["phase"] == "recovering"
+    # The bucket is empty after a 429, so each success may grow the rate (the Lua twin of
+    # next_rate): half-way to 0.8 x 1.5 but at least +0.25, then +0.25, then a quarter step.
+    rates = []
+    for _ in range(4):
+        await limiter.record_success("chart")
+        rates.append((await limiter.state("chart"))["current_rps"])
+    assert rates == pytest.approx([1.0, 1.25, 1.5, 1.5 + 0.25 * PROBE_PAST_CEILING])
+    assert (await limiter.state("chart"))["phase"] == "past_ceiling"
     slow = _limiter(redis_client, replace(S, increase_every_s=60.0))
     await slow.record_success("chart")
     state = await slow.state("chart")
-    assert state["current_rps"] == 1.5
+    assert state["current_rps"] == pytest.approx(1.5625)  # not 60 s since the last step
     assert state["window"] == {"success": 1, "rate_limited": 0, "error": 0}
 
 

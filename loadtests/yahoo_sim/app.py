@@ -240,7 +240,14 @@ async def post_reset(request: web.Request) -> web.Response:
 
 
 async def get_counters(request: web.Request) -> web.Response:
-    return web.json_response(request.app[STATE].counters.as_json())
+    state = request.app[STATE]
+    body = state.counters.as_json()
+    # Lock-outs are the client's fault the bench must show: how many, and whether one runs now.
+    body["lockouts"] = state.faults.lockouts
+    body["locked_out"] = (
+        state.faults.locked_until is not None and time.monotonic() < state.faults.locked_until
+    )
+    return web.json_response(body)
 
 
 async def get_clock(request: web.Request) -> web.Response:

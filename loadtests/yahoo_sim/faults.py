@@ -29,6 +29,10 @@ class FaultKnobs:
     rate_limit_rps: float | None = None  # token bucket refill; None: no limit
     rate_limit_burst: int | None = None  # bucket size; None: max(1, ceil(rps))
     retry_after_s: float | None = None  # Retry-After on 429s only when set
+    # Yahoo's punishment for a client that keeps knocking: this many 429s in a row (no
+    # answered request between them) refuse every request for lockout_s. 0 = never.
+    lockout_after: int = 0
+    lockout_s: float = 60.0
     error_ratio: float = 0.0
     error_statuses: tuple[int, ...] = (500, 502, 503)
     latency_ms: float = 0.0
@@ -96,6 +100,15 @@ def _validate(key: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"rate_limit_burst must be an integer >= 1, got {value!r}")
         return value
+    if key == "lockout_after":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"lockout_after must be an integer >= 0, got {value!r}")
+        return value
+    if key == "lockout_s":
+        amount = _number(key, value)
+        if not 0 < amount <= MAX_HANG_S:
+            raise ValueError(f"lockout_s must be in (0, {MAX_HANG_S:g}], got {value!r}")
+        return amount
     if key == "hang_s":
         amount = _number(key, value)
         if not 0 < amount <= MAX_HANG_S:
@@ -127,6 +140,9 @@ class FaultEngine:
         self.rng = random.Random(seed)
         self._tokens = 0.0
         self._last: float | None = None
+        self._refused_in_a_row = 0
+        self.locked_until: float | None = None  # monotonic; set while a lock-out runs
+        self.lockouts = 0
 
     def set_knobs(self, knobs: FaultKnobs) -> None:
         rate_changed = (knobs.rate_limit_rps, knobs.rate_limit_burst) != (
@@ -136,19 +152,21 @@ class FaultEngine:
         self.knobs = knobs
         if rate_changed:
             self._last = None  # a new limit starts with a full bucket
+            self._refused_in_a_row, self.locked_until = 0, None
 
     def reset(self) -> None:
         """All knobs off, RNG back to its seed, bucket full."""
         self.knobs = FaultKnobs()
         self.rng = random.Random(self.seed)
         self._last = None
+        self._refused_in_a_row, self.locked_until, self.lockouts = 0, None, 0
 
     def decide(self, wall_now: float, mono_now: float) -> Decision:
         k = self.knobs
         r_hang, r_error, r_status, r_malformed, r_jitter = (self.rng.random() for _ in range(5))
         if k.outage_until is not None and wall_now < k.outage_until:
             return Decision("outage", 503)
-        if not self._take_token(mono_now):
+        if not self._admit(mono_now):
             return Decision("rate_limited", 429)
         if r_hang < k.hang_ratio:
             return Decision("hang", latency_s=k.hang_s)
@@ -158,6 +176,22 @@ class FaultEngine:
             return Decision("server_error", status, latency)
         malformed = k.malformed_kind if r_malformed < k.malformed_ratio else None
         return Decision("pass", 200, latency, malformed)
+
+    def _admit(self, mono_now: float) -> bool:
+        """The bucket's answer, and Yahoo's lock-out after too many 429s in a row."""
+        if self.locked_until is not None:
+            if mono_now < self.locked_until:
+                return False  # refusals while locked out do not extend the lock-out
+            self.locked_until, self._refused_in_a_row = None, 0
+        if self._take_token(mono_now):
+            self._refused_in_a_row = 0
+            return True
+        self._refused_in_a_row += 1
+        after = self.knobs.lockout_after
+        if after and self._refused_in_a_row >= after:
+            self.locked_until = mono_now + self.knobs.lockout_s
+            self.lockouts += 1
+        return False
 
     def _take_token(self, mono_now: float) -> bool:
         rps = self.knobs.rate_limit_rps

@@ -52,6 +52,27 @@ async def test_rate_limit_refills(sim: TestClient[Any, Any]) -> None:
     assert (await sim.get(CHART)).status == 200
 
 
+async def test_repeated_429s_lock_the_client_out(sim: TestClient[Any, Any]) -> None:
+    await _set(sim, rate_limit_rps=20, rate_limit_burst=1, lockout_after=3, lockout_s=0.6)
+    assert [(await sim.get(CHART)).status for _ in range(4)] == [200, 429, 429, 429]
+    counters = await _counters(sim)
+    assert counters["lockouts"] == 1 and counters["locked_out"] is True
+    await asyncio.sleep(0.2)  # the bucket has refilled (20/s), but the lock-out holds
+    assert (await sim.get(CHART)).status == 429
+    await asyncio.sleep(0.5)
+    assert (await sim.get(CHART)).status == 200
+    assert (await _counters(sim))["locked_out"] is False
+    # An answered request in between resets the count: two 429s, a 200, two 429s, no lock-out.
+    await sim.post("/__sim/reset")
+    await _set(sim, rate_limit_rps=5, rate_limit_burst=1, lockout_after=3, lockout_s=60)
+    assert [(await sim.get(CHART)).status for _ in range(3)] == [200, 429, 429]
+    await asyncio.sleep(0.25)
+    assert [(await sim.get(CHART)).status for _ in range(3)] == [200, 429, 429]
+    assert (await _counters(sim))["lockouts"] == 0
+    for bad in ({"lockout_after": -1}, {"lockout_after": 1.5}, {"lockout_s": 0}):
+        assert (await sim.post("/__sim/faults", json=bad)).status == 400
+
+
 async def test_server_errors(sim: TestClient[Any, Any]) -> None:
     await _set(sim, error_ratio=1.0, error_statuses=[502])
     bad_gateway = await sim.get(CHART)

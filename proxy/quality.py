@@ -1,0 +1,243 @@
+"""The quality gate between an upstream answer and the store.
+
+Every fetched batch is scored by the validators. A batch is refused (kept in quarantine,
+never merged) when a series is already stored and either
+
+- the batch scores below ``[validation] min_quality``, or
+- over the span it would replace, it is worse than the bars already stored there
+  (fewer bars, or broken ones): Yahoo sometimes answers with holes or impossible bars
+  for days it had right before, and a refresh must not trade good data for bad.
+
+A series with nothing stored yet takes a low-scoring batch anyway, flagged by its score
+in ``X-Data-Quality`` and /status: some data, marked as doubtful, serves a user better
+than none. After a merge the whole stored series is scored again; that score, its
+completeness and its open issues travel with the series (Redis ``info``) to the
+headers and /status.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+import redis.asyncio as aioredis
+import structlog
+
+from proxy.ingest import ChartPayload
+from proxy.series import Bars, Series, SeriesKey
+from validators.engine import validate
+from validators.report import QualityReport
+
+log = structlog.get_logger("yfproxy.quality")
+
+# A batch must not score this much below the stored bars it replaces; smaller differences
+# are the noise of a revised live bar.
+WORSE_BY = 0.02
+# Comparing spans of a handful of bars says nothing (one revised bar moves the score).
+MIN_OVERLAP_BARS = 5
+QUARANTINE_KEEP = 20  # batches kept per series
+QUARANTINE_TTL_S = 7 * 86400
+ISSUES_KEPT = 10  # issues stored with a series for /status
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    admitted: bool
+    report: QualityReport  # of the batch
+    reason: str = ""  # why it was refused: "below_min_quality" | "worse_than_stored"
+    stored_score: float | None = None  # the stored bars' score over the batch's span
+
+
+class QualityGate:
+    def __init__(
+        self,
+        redis: aioredis.Redis,
+        prefix: str,
+        *,
+        min_quality: float,
+        enabled: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self.min_quality = min_quality
+        self.enabled = enabled
+        self._clock = clock
+        self._index = f"{prefix}:quarantine-index"
+        self._scores = f"{prefix}:quality"  # tag -> the series' latest score, for /status
+
+    # -- pure parts
+
+    def assess(self, key: SeriesKey, payload: ChartPayload, window: tuple[int, int]) -> QualityReport:
+        return validate(
+            payload.bars, payload.meta, payload.days,
+            symbol=key.symbol, interval=key.interval, prepost=key.prepost,
+            window=from_first_bar(window, payload.bars),
+        )  # fmt: skip
+
+    def judge(
+        self, key: SeriesKey, current: Series | None, payload: ChartPayload, window: tuple[int, int]
+    ) -> Verdict:
+        report = self.assess(key, payload, window)
+        if not self.enabled or current is None or len(current.bars) == 0:
+            return Verdict(True, report)
+        if report.score < self.min_quality:
+            return Verdict(False, report, "below_min_quality")
+        stored = _overlap(current.bars, payload.bars)
+        if stored is None:
+            return Verdict(True, report)
+        before = validate(
+            stored, current.meta, current.days,
+            symbol=key.symbol, interval=key.interval, prepost=key.prepost,
+            window=from_first_bar(window, payload.bars),
+        )  # fmt: skip
+        if report.score < before.score - WORSE_BY:
+            return Verdict(False, report, "worse_than_stored", before.score)
+        return Verdict(True, report, stored_score=before.score)
+
+    def annotate(self, series: Series) -> None:
+        """Score the whole series as it will be stored (after a merge)."""
+        window = from_first_bar((series.coverage_start, series.coverage_end), series.bars)
+        report = validate(
+            series.bars, series.meta, series.days,
+            symbol=series.key.symbol, interval=series.key.interval, prepost=series.key.prepost,
+            window=window,
+        )  # fmt: skip
+        series.quality = round(report.score, 4)
+        series.completeness = round(report.completeness, 4)
+        series.quality_issues = tuple(i.to_json() for i in report.issues[:ISSUES_KEPT])
+        if report.score < self.min_quality:
+            log.warning(
+                "quality.below_threshold",
+                series=str(series.key),
+                score=series.quality,
+                min_quality=self.min_quality,
+                issues=sorted(report.codes()),
+            )
+
+    # -- shared state in Redis
+
+    async def record(self, series: Series) -> None:
+        """Publish a stored series' score for /status (every replica reads the same hash)."""
+        if series.quality is None:
+            return
+        summary = {
+            "score": series.quality,
+            "completeness": series.completeness,
+            "issues": [i["code"] for i in series.quality_issues],
+            "at": round(self._clock(), 3),
+        }
+        await self._redis.hset(self._scores, series.key.tag, orjson.dumps(summary))
+
+    async def summary(self, limit: int = 200) -> dict[str, Any]:
+        """/status's ``quality`` section: the worst series first, and the quarantine."""
+        raw = await self._redis.hgetall(self._scores)
+        rows = []
+        for tag, value in raw.items():
+            row = {"series": tag.decode() if isinstance(tag, bytes) else str(tag), **orjson.loads(value)}
+            row["below_threshold"] = row["score"] < self.min_quality
+            rows.append(row)
+        rows.sort(key=lambda r: (r["score"], r["series"]))
+        return {
+            "gate": "on" if self.enabled else "off",
+            "min_quality": self.min_quality,
+            "series_scored": len(rows),
+            "below_threshold": sum(r["below_threshold"] for r in rows),
+            "series": rows[:limit],
+            "quarantined": await self.quarantined(),
+        }
+
+    async def forget(self, key: SeriesKey) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.hdel(self._scores, key.tag)
+            pipe.delete(self.quarantine_key(key))
+            pipe.zrem(self._index, key.tag)
+            await pipe.execute()
+
+    def quarantine_key(self, key: SeriesKey) -> str:
+        return f"{self._prefix}:{{{key.tag}}}:quarantine"
+
+    async def quarantine(self, key: SeriesKey, verdict: Verdict, window: tuple[int, int], bars: Bars) -> None:
+        entry = {
+            "series": key.tag,
+            "at": round(self._clock(), 3),
+            "reason": verdict.reason,
+            "window": list(window),
+            "bars": len(bars),
+            "first": int(bars.ts[0]) if len(bars) else None,
+            "last": int(bars.ts[-1]) if len(bars) else None,
+            "stored_score": verdict.stored_score,
+            "report": {
+                **verdict.report.to_json(),
+                "issues": verdict.report.to_json()["issues"][:ISSUES_KEPT],
+            },
+        }
+        name = self.quarantine_key(key)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.lpush(name, orjson.dumps(entry))
+            pipe.ltrim(name, 0, QUARANTINE_KEEP - 1)
+            pipe.expire(name, QUARANTINE_TTL_S)
+            pipe.zadd(self._index, {key.tag: entry["at"]})
+            await pipe.execute()
+        log.warning(
+            "quality.quarantined",
+            series=str(key),
+            reason=verdict.reason,
+            score=round(verdict.report.score, 4),
+            stored_score=verdict.stored_score,
+            min_quality=self.min_quality,
+            issues=sorted(verdict.report.codes()),
+        )
+
+    async def quarantined(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest quarantined batch of each series, newest series first."""
+        now = self._clock()
+        await self._redis.zremrangebyscore(self._index, 0, now - QUARANTINE_TTL_S)
+        tags = await self._redis.zrevrange(self._index, 0, limit - 1, withscores=True)
+        out = []
+        for tag, _at in tags:
+            text = tag.decode() if isinstance(tag, bytes) else str(tag)
+            raw = await self._redis.lrange(f"{self._prefix}:{{{text}}}:quarantine", 0, QUARANTINE_KEEP - 1)
+            if raw:
+                entries = [orjson.loads(r) for r in raw]
+                out.append({"series": text, "count": len(entries), "latest": entries[0]})
+        return out
+
+    async def entries(self, key: SeriesKey) -> list[dict[str, Any]]:
+        raw = await self._redis.lrange(self.quarantine_key(key), 0, QUARANTINE_KEEP - 1)
+        return [orjson.loads(r) for r in raw]
+
+
+def from_first_bar(window: tuple[int, int], bars: Bars) -> tuple[int, int] | None:
+    """The window to judge completeness in: from the first bar upstream had.
+
+    Yahoo answers a window with bars from where it has them (a later listing, its own
+    lookback limits); the merge never deletes what lies before a batch, so time before
+    its first bar is not missing data. Missing data at the end is (time.missing_last_session).
+    """
+    if window[1] <= 0:
+        return None
+    if len(bars) == 0:
+        return window
+    return max(window[0], int(bars.ts[0])), window[1]
+
+
+def _overlap(stored: Bars, batch: Bars) -> Bars | None:
+    """The stored bars inside the batch's span: what merging the batch would replace."""
+    if len(batch) == 0 or len(stored) == 0:
+        return None
+    lo, hi = int(batch.ts[0]), int(batch.ts[-1])
+    inside = np.flatnonzero((stored.ts >= lo) & (stored.ts <= hi))
+    if inside.size < MIN_OVERLAP_BARS:
+        return None
+    return stored.take(inside)
+
+
+def _trimmed(report: QualityReport) -> dict[str, Any]:
+    body = report.to_json()
+    body["issues"] = body["issues"][:ISSUES_KEPT]
+    return body
