@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= proxy.toml
 SIM_PORT ?= 9000
 
-.PHONY: install run demo sim test test-fast lint format bench bench-ratelimit clean
+.PHONY: install run demo sim test test-fast lint format bench bench-ratelimit bench-validators clean
 
 $(STAMP): pyproject.toml client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,10 @@ bench: $(STAMP)
 # a ~2 min smoke run, BENCH_RL_CAP_S / BENCH_RL_PROFILES / BENCH_RL_SCHEMES to change it).
 bench-ratelimit: $(STAMP)
 	$(PY) -m bench.ratelimit $(BENCH_RL_ARGS)
+
+# The validators on 30 days (and 40,000 bars) of ES=F minute bars; target < 50 ms.
+bench-validators: $(STAMP)
+	$(PY) -m bench.validators
 
 clean:
 	rm -rf $(VENV) .yfproxy .coverage .coverage.* htmlcov reports

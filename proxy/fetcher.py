@@ -240,19 +240,24 @@ class FetchCoordinator:
             )
         verdicts: list[Verdict] = []
 
-        def admit(current: Series | None, _merged: Series) -> bool:
-            verdicts.append(gate.judge(key, current, payload, window))
-            return verdicts[-1].admitted
+        def admit(current: Series | None, answer: ChartPayload) -> ChartPayload | None:
+            admitted, verdict = gate.judge(key, current, answer, window)
+            verdicts.append(verdict)
+            return admitted
 
         series = await self._store.merge(
             key, payload, window_start=window[0], window_end=window[1], fetched_at=self._clock(),
             gate=admit, annotate=gate.annotate,
         )  # fmt: skip
-        if verdicts and not verdicts[-1].admitted:
+        verdict = verdicts[-1] if verdicts else None
+        if verdict is not None and not verdict.admitted:
             self.stats.quarantined += 1
-            await gate.quarantine(key, verdicts[-1], window, payload.bars)
         else:
             await gate.record(series)
+        if verdict is not None and verdict.reason:
+            # Refused batches, and admitted ones whose bad bars were replaced by stored
+            # ones, are kept for inspection either way.
+            await gate.quarantine(key, verdict, window, payload.bars)
         return series
 
 

@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import orjson
 import redis.asyncio as aioredis
 import structlog
 
 from proxy.ingest import ChartPayload
-from proxy.series import Bars, Series, SeriesKey
+from proxy.series import VOLUME_NULL, Bars, Series, SeriesKey
 from validators.engine import validate
 from validators.report import QualityReport
 
@@ -37,8 +38,8 @@ log = structlog.get_logger("yfproxy.quality")
 # A batch must not score this much below the stored bars it replaces; smaller differences
 # are the noise of a revised live bar.
 WORSE_BY = 0.02
-# Comparing spans of a handful of bars says nothing (one revised bar moves the score).
-MIN_OVERLAP_BARS = 5
+# A single stored bar in the span is the live bar Yahoo revises: nothing to compare.
+MIN_OVERLAP_BARS = 2
 QUARANTINE_KEEP = 20  # batches kept per series
 QUARANTINE_TTL_S = 7 * 86400
 ISSUES_KEPT = 10  # issues stored with a series for /status
@@ -47,9 +48,12 @@ ISSUES_KEPT = 10  # issues stored with a series for /status
 @dataclass(frozen=True, slots=True)
 class Verdict:
     admitted: bool
-    report: QualityReport  # of the batch
-    reason: str = ""  # why it was refused: "below_min_quality" | "worse_than_stored"
+    report: QualityReport  # of the batch (after repair)
+    # "below_min_quality" | "worse_than_stored" when refused; "kept_stored_bars" when
+    # admitted with some of its bars replaced by the better stored ones.
+    reason: str = ""
     stored_score: float | None = None  # the stored bars' score over the batch's span
+    kept: int = 0  # bars of the batch replaced by the stored bar at the same time
 
 
 class QualityGate:
@@ -81,23 +85,27 @@ class QualityGate:
 
     def judge(
         self, key: SeriesKey, current: Series | None, payload: ChartPayload, window: tuple[int, int]
-    ) -> Verdict:
-        report = self.assess(key, payload, window)
+    ) -> tuple[ChartPayload | None, Verdict]:
+        """The answer to merge (None: refused) and why."""
         if not self.enabled or current is None or len(current.bars) == 0:
-            return Verdict(True, report)
+            return payload, Verdict(True, self.assess(key, payload, window))
+        bars, kept = keep_better_stored(current.bars, payload.bars)
+        if kept:
+            payload = replace(payload, bars=bars)
+        report = self.assess(key, payload, window)
         if report.score < self.min_quality:
-            return Verdict(False, report, "below_min_quality")
+            return None, Verdict(False, report, "below_min_quality", kept=kept)
         stored = _overlap(current.bars, payload.bars)
-        if stored is None:
-            return Verdict(True, report)
-        before = validate(
-            stored, current.meta, current.days,
-            symbol=key.symbol, interval=key.interval, prepost=key.prepost,
-            window=from_first_bar(window, payload.bars),
-        )  # fmt: skip
-        if report.score < before.score - WORSE_BY:
-            return Verdict(False, report, "worse_than_stored", before.score)
-        return Verdict(True, report, stored_score=before.score)
+        stored_score = None
+        if stored is not None:
+            stored_score = validate(
+                stored, current.meta, current.days,
+                symbol=key.symbol, interval=key.interval, prepost=key.prepost,
+                window=from_first_bar(window, payload.bars),
+            ).score  # fmt: skip
+            if report.score < stored_score - WORSE_BY:
+                return None, Verdict(False, report, "worse_than_stored", stored_score, kept)
+        return payload, Verdict(True, report, "kept_stored_bars" if kept else "", stored_score, kept)
 
     def annotate(self, series: Series) -> None:
         """Score the whole series as it will be stored (after a merge)."""
@@ -128,7 +136,7 @@ class QualityGate:
         summary = {
             "score": series.quality,
             "completeness": series.completeness,
-            "issues": [i["code"] for i in series.quality_issues],
+            "issues": list(series.quality_issues),
             "at": round(self._clock(), 3),
         }
         await self._redis.hset(self._scores, series.key.tag, orjson.dumps(summary))
@@ -171,6 +179,7 @@ class QualityGate:
             "first": int(bars.ts[0]) if len(bars) else None,
             "last": int(bars.ts[-1]) if len(bars) else None,
             "stored_score": verdict.stored_score,
+            "kept": verdict.kept,
             "report": {
                 **verdict.report.to_json(),
                 "issues": verdict.report.to_json()["issues"][:ISSUES_KEPT],
@@ -224,6 +233,37 @@ def from_first_bar(window: tuple[int, int], bars: Bars) -> tuple[int, int] | Non
     if len(bars) == 0:
         return window
     return max(window[0], int(bars.ts[0])), window[1]
+
+
+def keep_better_stored(stored: Bars, batch: Bars) -> tuple[Bars, int]:
+    """The batch with each bar that is worse than the stored bar at the same time replaced
+    by the stored one, and how many were. Worse: null or impossible prices, or no volume
+    where the stored bar has one. Yahoo sometimes answers a known day with nulls."""
+    if len(stored) == 0 or len(batch) == 0:
+        return batch, 0
+    _, at_batch, at_stored = np.intersect1d(batch.ts, stored.ts, assume_unique=True, return_indices=True)
+    if at_batch.size == 0:
+        return batch, 0
+    worse = _sane(stored, at_stored) & ~_sane(batch, at_batch)
+    worse |= (batch.volume[at_batch] == VOLUME_NULL) & (stored.volume[at_stored] != VOLUME_NULL)
+    if not worse.any():
+        return batch, 0
+    into, source = at_batch[worse], at_stored[worse]
+    repaired = batch.take(np.arange(len(batch)))  # fancy indexing: copies, the answer stays as sent
+    for name in ("open", "high", "low", "close", "volume"):
+        getattr(repaired, name)[into] = getattr(stored, name)[source]
+    if repaired.adjclose is not None and stored.adjclose is not None:
+        repaired.adjclose[into] = stored.adjclose[source]
+    return repaired, int(worse.sum())
+
+
+def _sane(bars: Bars, at: npt.NDArray[np.intp]) -> npt.NDArray[np.bool_]:
+    o, h, low, c = bars.open[at], bars.high[at], bars.low[at], bars.close[at]
+    with np.errstate(invalid="ignore"):
+        return (
+            np.isfinite(o) & np.isfinite(h) & np.isfinite(low) & np.isfinite(c) & (low > 0)
+            & (low <= np.minimum(o, c)) & (h >= np.maximum(o, c))
+        )  # fmt: skip
 
 
 def _overlap(stored: Bars, batch: Bars) -> Bars | None:

@@ -242,9 +242,12 @@ def _integrity(series: Series, view: WindowView) -> float:
 
 
 def _ratio(value: float) -> str:
-    if math.isnan(value):
+    """0..1 with four decimals; anything short of 1 never reads as 1 (3 missing bars of 10,000)."""
+    if math.isnan(value) or value <= 0:
         return "0"
-    return f"{value:.3f}".rstrip("0").rstrip(".") if value not in (0.0, 1.0) else str(int(value))
+    if value >= 1.0:
+        return "1"
+    return f"{min(value, 0.9999):.4f}".rstrip("0").rstrip(".")
 
 
 def _etag_matches(header: str, etag: str) -> bool:

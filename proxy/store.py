@@ -35,7 +35,9 @@ return version
 """
 _MAX_CAS_RETRIES = 5
 
-MergeGate = Callable[[Series | None, Series], bool]
+# Sees the stored series (None: nothing stored) and the upstream answer; returns the
+# answer to merge (possibly with bars repaired) or None to refuse it.
+MergeGate = Callable[[Series | None, ChartPayload], ChartPayload | None]
 Annotate = Callable[[Series], None]
 
 
@@ -76,16 +78,25 @@ class SeriesStore:
     ) -> Series:
         """Merge an upstream answer; returns the stored series (unchanged if the gate refused).
 
-        ``gate`` sees the stored series (when there is one) and the merge result and may
-        refuse it; ``annotate`` may add derived fields (the quality score) before the write.
+        ``gate`` sees the stored series and the answer and may repair or refuse the answer;
+        ``annotate`` may add derived fields (the quality score) before the write. Both run
+        again when a concurrent writer forces a retry, on the newer stored series.
         """
         for _ in range(_MAX_CAS_RETRIES):
             current = await self.load(key)
+            admitted = payload if gate is None else gate(current, payload)
+            if admitted is None:
+                if current is not None:
+                    return current
+                raise ValueError(f"the gate refused the first answer for {key}, and nothing is stored")
             merged = merge_series(
-                current, key, payload, window_start=window_start, window_end=window_end, fetched_at=fetched_at
+                current,
+                key,
+                admitted,
+                window_start=window_start,
+                window_end=window_end,
+                fetched_at=fetched_at,
             )
-            if gate is not None and current is not None and not gate(current, merged):
-                return current
             if annotate is not None:
                 annotate(merged)
             version = await self._write(merged, current.version if current else 0)

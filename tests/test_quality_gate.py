@@ -19,9 +19,9 @@ import redis.asyncio as aioredis
 from proxy.fetcher import FetchCoordinator, FetchKind, NegativeCache
 from proxy.hot import HotLayer
 from proxy.ingest import parse_chart_body
-from proxy.quality import QualityGate
+from proxy.quality import QualityGate, from_first_bar, keep_better_stored
 from proxy.query import parse_chart_query
-from proxy.series import SeriesKey
+from proxy.series import VOLUME_NULL, Bars, SeriesKey
 from proxy.service import ChartService, ServiceSettings
 from proxy.store import SeriesStore
 from proxy.transport import RawResponse, Timeouts
@@ -53,6 +53,20 @@ def drop_bars(result: dict[str, Any], keep_every: int = 3) -> None:
     quote = result["indicators"]["quote"][0]
     for name in list(quote):
         quote[name] = [v for i, v in enumerate(quote[name]) if i in keep]
+
+
+def null_prices(result: dict[str, Any]) -> None:
+    quote = result["indicators"]["quote"][0]
+    for i in range(3, len(quote["close"]), 7):
+        quote["close"][i] = None
+        if i % 2:
+            quote["open"][i] = quote["high"][i] = quote["low"][i] = None
+
+
+def null_volumes(result: dict[str, Any]) -> None:
+    quote = result["indicators"]["quote"][0]
+    for i in range(0, len(quote["volume"]), 4):
+        quote["volume"][i] = None
 
 
 def revise_last_bar(result: dict[str, Any]) -> None:
@@ -131,36 +145,52 @@ async def test_a_clean_recording_is_stored_with_its_score(rig: Rig) -> None:
     assert await rig.gate.quarantined() == []
 
 
-@pytest.mark.parametrize(
-    ("damage", "reason"),
-    [(break_ohlc, "worse_than_stored"), (drop_bars, "worse_than_stored")],
-    ids=["impossible-bars", "holes"],
-)
-async def test_a_worse_batch_never_replaces_good_stored_bars(rig: Rig, damage: Any, reason: str) -> None:
+async def _store_then_refetch(rig: Rig, damage: Any) -> tuple[Any, Any]:
     await rig.fetch()
     good = await rig.store.load(KEY)
-    assert good is not None
     rig.upstream.body = body_with(damage)
     rig.now += 3600
     await rig.fetch()
     after = await rig.store.load(KEY)
-    assert after is not None
+    assert good is not None and after is not None
+    return good, after
+
+
+async def _served_closes(rig: Rig) -> list[float]:
+    answer = await rig.answer()
+    return list(orjson.loads(answer.body)["chart"]["result"][0]["indicators"]["quote"][0]["close"])
+
+
+async def test_a_batch_with_holes_is_refused_and_quarantined(rig: Rig) -> None:
+    good, after = await _store_then_refetch(rig, drop_bars)
     assert after.version == good.version  # nothing written
-    np.testing.assert_array_equal(after.bars.close, good.bars.close)
     np.testing.assert_array_equal(after.bars.ts, good.bars.ts)
     assert rig.fetcher.stats.quarantined == 1
     [listed] = await rig.gate.quarantined()
     assert listed["series"] == KEY.tag and listed["count"] == 1
     entry = listed["latest"]
-    assert entry["reason"] == reason
+    assert entry["reason"] == "worse_than_stored"
     assert entry["report"]["score"] < entry["stored_score"]
     assert entry["window"][1] > entry["window"][0] and entry["bars"] > 0
-    codes = {i["code"] for i in entry["report"]["issues"]}
-    assert ("ohlc.close_above_high" in codes) if damage is break_ohlc else ("time.gap" in codes)
-    # Clients keep getting the good bars.
-    answer = await rig.answer()
-    served = orjson.loads(answer.body)["chart"]["result"][0]
-    assert served["indicators"]["quote"][0]["close"] == REC.result["indicators"]["quote"][0]["close"]
+    assert "time.gap" in {i["code"] for i in entry["report"]["issues"]}
+    assert await _served_closes(rig) == REC.result["indicators"]["quote"][0]["close"]
+
+
+@pytest.mark.parametrize(
+    "damage", [break_ohlc, null_prices, null_volumes], ids=["ohlc", "nulls", "no-volume"]
+)
+async def test_bad_bars_never_replace_good_stored_ones(rig: Rig, damage: Any) -> None:
+    good, after = await _store_then_refetch(rig, damage)
+    # The answer is taken (its good bars refresh the series) but every bar worse than the
+    # stored one at the same time keeps the stored values.
+    np.testing.assert_array_equal(after.bars.ts, good.bars.ts)
+    np.testing.assert_array_equal(after.bars.close, good.bars.close)
+    np.testing.assert_array_equal(after.bars.volume, good.bars.volume)
+    assert after.quality == 1.0
+    assert rig.fetcher.stats.quarantined == 0  # nothing refused ...
+    [entry] = await rig.gate.entries(KEY)  # ... but the bad answer is kept for inspection
+    assert entry["reason"] == "kept_stored_bars" and entry["kept"] > 0
+    assert await _served_closes(rig) == REC.result["indicators"]["quote"][0]["close"]
 
 
 async def test_a_revision_of_the_live_bar_is_stored(rig: Rig) -> None:
@@ -220,5 +250,52 @@ def test_judge_is_pure_and_explains_itself(redis_client: aioredis.Redis) -> None
     gate = QualityGate(redis_client, "q", min_quality=0.5)
     good = parse_chart_body(orjson.dumps(REC.body))
     bad = parse_chart_body(orjson.dumps(body_with(break_ohlc)))
-    assert gate.judge(KEY, None, bad, (P1, P2)).admitted  # nothing stored: take it, flagged
+    admitted, verdict = gate.judge(KEY, None, bad, (P1, P2))
+    assert admitted is bad and verdict.admitted  # nothing stored: take it, flagged
     assert gate.assess(KEY, good, (P1, P2)).score == 1.0
+
+
+def _bars(ts: list[int], close: list[float], volume: list[int] | None = None) -> Bars:
+    t = np.asarray(ts, dtype=np.int64)
+    c = np.asarray(close, dtype=np.float64)
+    v = np.asarray(volume or [1] * len(ts), dtype=np.int64)
+    return Bars(t, c.copy(), c + 1, c - 1, c.copy(), v)
+
+
+def test_keep_better_stored_replaces_only_worse_bars_at_the_same_time() -> None:
+    stored = _bars([60, 120, 180], [10.0, 11.0, 12.0])
+    batch = _bars([120, 180, 240], [float("nan"), 12.5, 13.0], [1, VOLUME_NULL, 1])
+    repaired, kept = keep_better_stored(stored, batch)
+    assert kept == 2  # 120: null price; 180: volume gone where the stored bar had one
+    assert repaired.close.tolist() == [11.0, 12.0, 13.0]
+    assert repaired.volume.tolist() == [1, 1, 1]
+    assert np.isnan(batch.close[0])  # the answer itself is left as sent
+    assert keep_better_stored(stored, _bars([300], [1.0]))[1] == 0  # no common times
+    assert keep_better_stored(_bars([], []), batch) == (batch, 0)
+    same, none_kept = keep_better_stored(stored, _bars([60], [10.5]))
+    assert none_kept == 0 and same.close.tolist() == [10.5]  # a sane revision wins
+
+
+def test_from_first_bar_judges_only_from_where_upstream_has_bars() -> None:
+    assert from_first_bar((0, 0), _bars([], [])) is None  # no coverage yet
+    assert from_first_bar((100, 500), _bars([], [])) == (100, 500)
+    assert from_first_bar((100, 500), _bars([200, 260], [1.0, 2.0])) == (200, 500)
+    assert from_first_bar((300, 500), _bars([200, 260], [1.0, 2.0])) == (300, 500)
+
+
+async def test_summary_lists_the_worst_first_and_forget_clears_a_series(rig: Rig) -> None:
+    await rig.fetch()
+    gate, other = rig.gate, SeriesKey("ES=F", "1h", False)
+    await rig.store.merge(
+        other, parse_chart_body(orjson.dumps(body_with(lambda r: break_ohlc(r, every=2)))),
+        window_start=P1, window_end=P2, fetched_at=rig.now, annotate=gate.annotate,
+    )  # fmt: skip
+    stored = await rig.store.load(other)
+    assert stored is not None
+    await gate.record(stored)
+    summary = await gate.summary()
+    assert [row["series"] for row in summary["series"]] == [other.tag, KEY.tag]
+    assert summary["series"][0]["score"] < summary["series"][1]["score"]
+    assert summary["below_threshold"] == (1 if stored.quality is not None and stored.quality < 0.5 else 0)
+    await gate.forget(other)
+    assert [row["series"] for row in (await gate.summary())["series"]] == [KEY.tag]

@@ -15,6 +15,7 @@ from proxy.store import SeriesStore, parse_invalidation, parse_tag
 from tests.recordings import recording
 
 KEY = SeriesKey("MSFT", "1h", False)
+OTHER = SeriesKey("IBM", "1h", False)
 
 
 @pytest.fixture
@@ -81,9 +82,11 @@ async def test_stale_version_write_is_refused(store: SeriesStore) -> None:
 async def test_gate_refusal_keeps_stored_series(store: SeriesStore) -> None:
     await store.merge(KEY, _payload(), window_start=0, window_end=1, fetched_at=1)
     kept = await store.merge(
-        KEY, _payload(), window_start=0, window_end=5, fetched_at=9, gate=lambda old, new: False
+        KEY, _payload(), window_start=0, window_end=5, fetched_at=9, gate=lambda old, new: None
     )
     assert kept.fetched_at == 1 and kept.coverage_end == 1
+    with pytest.raises(ValueError, match="nothing is stored"):
+        await store.merge(OTHER, _payload(), window_start=0, window_end=5, fetched_at=9, gate=lambda *_: None)
 
 
 async def test_corrupt_series_reads_as_missing(store: SeriesStore, redis_client: aioredis.Redis) -> None:

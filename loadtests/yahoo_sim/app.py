@@ -18,7 +18,15 @@ from . import chart, passthrough, sessions
 from .clock import SimClock
 from .config import SimConfig
 from .counters import Counters, Outcome, RouteKind, outcome_for_status
-from .faults import RATE_LIMITED_BODY, Decision, FaultEngine, malform, server_error_body, update_knobs
+from .faults import (
+    RATE_LIMITED_BODY,
+    Decision,
+    FaultEngine,
+    cut_gap,
+    malform,
+    server_error_body,
+    update_knobs,
+)
 from .render import JSON_CONTENT_TYPE
 
 ADMIN_PREFIX = "/__sim/"
@@ -116,6 +124,12 @@ async def fault_middleware(
     await state.pause(decision.latency_s)
     response = handshake(request) if kind == "handshake" else await handler(request)
     body = response.body if isinstance(response, web.Response) else None
+    knobs = state.faults.knobs
+    if kind == "chart" and knobs.gap_start is not None and isinstance(body, bytes) and response.status == 200:
+        holed = cut_gap(body, knobs.gap_start, knobs.gap_end or knobs.gap_start)
+        if holed is not None:
+            body = holed
+            response = web.Response(status=200, body=holed, headers={"Content-Type": JSON_CONTENT_TYPE})
     if decision.malformed is not None and isinstance(body, bytes) and response.status == 200:
         changed = malform(decision.malformed, body, state.faults.rng)
         if changed is not None:

@@ -43,6 +43,10 @@ class FaultKnobs:
     outage_mode: OutageMode = "drop"
     malformed_ratio: float = 0.0
     malformed_kind: MalformedKind = "truncated"
+    # Bars stamped in [gap_start, gap_end) (unix seconds) are missing from chart answers,
+    # as when Yahoo loses an hour of a trading day. Both null: no gap.
+    gap_start: int | None = None
+    gap_end: int | None = None
 
     def as_json(self, wall_now: float) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -99,6 +103,12 @@ def _validate(key: str, value: Any) -> Any:
             return None
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"rate_limit_burst must be an integer >= 1, got {value!r}")
+        return value
+    if key in ("gap_start", "gap_end"):
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{key} must be a unix time in seconds (integer) or null, got {value!r}")
         return value
     if key == "lockout_after":
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -235,6 +245,26 @@ def server_error_body(status: int, json_root: str) -> tuple[str, bytes]:
         body = {json_root: {"result": None, "error": {"code": reason, "description": reason}}}
         return "application/json;charset=utf-8", orjson.dumps(body)
     return "text/html", _EDGE_PAGE.format(status=status, reason=reason).encode()
+
+
+def cut_gap(body: bytes, start: int, end: int) -> bytes | None:
+    """The chart body without the bars stamped in ``[start, end)``; None when none were there."""
+    try:
+        parsed = orjson.loads(body)
+        result = parsed["chart"]["result"][0]
+        stamps = result["timestamp"]
+    except (orjson.JSONDecodeError, KeyError, IndexError, TypeError):
+        return None
+    keep = [i for i, t in enumerate(stamps) if not start <= t < end]
+    if len(keep) == len(stamps):
+        return None
+    result["timestamp"] = [stamps[i] for i in keep]
+    indicators = result.get("indicators", {})
+    for block in (*indicators.get("quote", []), *indicators.get("adjclose", [])):
+        for name, values in block.items():
+            if isinstance(values, list) and len(values) == len(stamps):
+                block[name] = [values[i] for i in keep]
+    return orjson.dumps(parsed)
 
 
 def malform(kind: MalformedKind, body: bytes, rng: random.Random) -> tuple[str, bytes] | None:

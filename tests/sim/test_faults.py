@@ -73,6 +73,22 @@ async def test_repeated_429s_lock_the_client_out(sim: TestClient[Any, Any]) -> N
         assert (await sim.post("/__sim/faults", json=bad)).status == 400
 
 
+async def test_gap_knob_removes_bars_from_chart_answers(sim: TestClient[Any, Any]) -> None:
+    url = CHART + "?interval=1h&range=5d"
+    full = (await (await sim.get(url)).json())["chart"]["result"][0]
+    stamps = full["timestamp"]
+    start, end = stamps[3], stamps[6]  # three bars
+    await _set(sim, gap_start=start, gap_end=end)
+    holed = (await (await sim.get(url)).json())["chart"]["result"][0]
+    assert holed["timestamp"] == stamps[:3] + stamps[6:]
+    quote, whole = holed["indicators"]["quote"][0], full["indicators"]["quote"][0]
+    assert quote["close"] == whole["close"][:3] + whole["close"][6:]
+    assert len(quote["volume"]) == len(holed["timestamp"])
+    await _set(sim, gap_start=None, gap_end=None)
+    assert (await (await sim.get(url)).json())["chart"]["result"][0]["timestamp"] == stamps
+    assert (await sim.post("/__sim/faults", json={"gap_start": "noon"})).status == 400
+
+
 async def test_server_errors(sim: TestClient[Any, Any]) -> None:
     await _set(sim, error_ratio=1.0, error_statuses=[502])
     bad_gateway = await sim.get(CHART)
