@@ -18,19 +18,43 @@ from redis.backoff import ExponentialBackoff
 from policies.breaker import BreakerMirror
 from policies.ratelimit import SharedRateLimiter
 from policies.retry import LEGACY_DELAY_S
+from proxy.activity import ActivityRecorder
 from proxy.admin import add_admin_routes
 from proxy.config import UPSTREAM_ENDPOINTS, Config
 from proxy.embedded_redis import ensure_redis
 from proxy.fetcher import FetchCoordinator, NegativeCache
 from proxy.hot import HotLayer, listen_for_invalidations
-from proxy.keys import CRUMB, FETCHER, HOT, PASSTHROUGH, QUALITY, REDIS, SERVICE, SETTINGS, STORE, UPSTREAM
+from proxy.keys import (
+    ACTIVITY,
+    CRUMB,
+    FETCHER,
+    HOT,
+    PASSTHROUGH,
+    QUALITY,
+    REDIS,
+    REFRESHER,
+    REGISTRY,
+    SERVICE,
+    SETTINGS,
+    STORE,
+    UPSTREAM,
+)
+from proxy.lease import lease_factory
 from proxy.passthrough import Passthrough
 from proxy.quality import QualityGate
+from proxy.refresher import Refresher, RefresherSettings
+from proxy.registry import TrackedRegistry
 from proxy.routes import add_routes, new_crumb, yahoo_front
+from proxy.schedule import ScheduleSettings
 from proxy.service import ChartService, ServiceSettings
 from proxy.store import SeriesStore
+from proxy.tasks import cancel_all
 from proxy.transport import Timeouts, Transport, make_transport
 from proxy.upstream import UpstreamClient, UpstreamSettings
+
+# Seconds between flushes of request activity to the registry: the hot path only counts.
+ACTIVITY_FLUSH_S = 2.0
+LEASE_TTL_MS = 30_000
 
 
 def create_app(
@@ -161,8 +185,15 @@ def _service_ctx(clock: Callable[[], float]) -> Callable[[web.Application], Asyn
             workers=config.upstream.max_concurrency,
             clock=clock,
             quality=gate,
+            # One replica refreshes a series at a time; the lease outlives a stuck fetch
+            # by little and is renewed while the fetch runs.
+            lease=lease_factory(app[REDIS], config.redis.key_prefix, ttl_ms=LEASE_TTL_MS),
         )
         app[FETCHER] = fetcher
+        registry = TrackedRegistry(app[REDIS], config.redis.key_prefix, clock=clock)
+        app[REGISTRY] = registry
+        activity = ActivityRecorder()
+        app[ACTIVITY] = activity
         settings = ServiceSettings(
             on_miss=cache.on_miss,
             miss_wait_s=cache.miss_wait_s,
@@ -172,8 +203,13 @@ def _service_ctx(clock: Callable[[], float]) -> Callable[[web.Application], Asyn
         breaker = app[UPSTREAM].breaker
         app[SERVICE] = ChartService(
             app[STORE], app[HOT], fetcher, negative, settings, clock=clock,
-            upstream_down=lambda: breaker.state == "open",
+            upstream_down=lambda: breaker.state == "open", activity=activity,
         )  # fmt: skip
+        refresher = Refresher(registry, app[STORE], fetcher, refresher_settings(config), clock=clock)
+        app[REFRESHER] = refresher
+        tasks = [asyncio.create_task(activity.run(registry, ACTIVITY_FLUSH_S), name="activity-flush")]
+        if config.background.enabled:
+            tasks.append(asyncio.create_task(refresher.run(), name="refresher"))
         app[PASSTHROUGH] = Passthrough(
             app[UPSTREAM],
             app[REDIS],
@@ -184,6 +220,23 @@ def _service_ctx(clock: Callable[[], float]) -> Callable[[web.Application], Asyn
         try:
             yield
         finally:
+            await cancel_all(tasks)
             await fetcher.close()
 
     return ctx
+
+
+def refresher_settings(config: Config) -> RefresherSettings:
+    bg, instruments, cache = config.background, config.instruments, config.cache
+    return RefresherSettings(
+        active=instruments.active,
+        dormant=instruments.dormant,
+        intervals=instruments.intervals,
+        max_concurrent_instruments=bg.max_concurrent_instruments,
+        batch_timeout_s=bg.batch_timeout_s,
+        dormant_after_s=bg.dormant_after_s,
+        idle_untrack_s=bg.idle_untrack_s,
+        warm_on_start=bg.warm_on_start,
+        schedule=ScheduleSettings.from_config(bg),
+        initial_depth_days=lambda interval: cache.initial_depth_days[interval],
+    )

@@ -352,6 +352,13 @@ class BackgroundConfig(_Section):
     dormant_every_s: Float = Field(
         900.0, gt=0, le=604800, description="Refresh period of the dormant instruments' series, in seconds."
     )
+    dormant_after_s: Float = Field(
+        3600.0,
+        gt=0,
+        le=31_536_000,
+        description="A series only clients asked for, and none for this many seconds, is refreshed "
+        "on the dormant period.",
+    )
     idle_untrack_s: Float = Field(
         86400.0,
         gt=0,

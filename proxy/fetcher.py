@@ -15,6 +15,7 @@ import enum
 import itertools
 import time
 from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
 import structlog
@@ -26,6 +27,7 @@ from proxy.intervals import DAY, Interval, lookup
 from proxy.quality import QualityGate, Verdict
 from proxy.series import Series, SeriesKey
 from proxy.store import SeriesStore
+from proxy.tasks import cancel_all
 from proxy.upstream import UpstreamClient
 
 log = structlog.get_logger("yfproxy.fetcher")
@@ -50,6 +52,13 @@ class FetchJob:
     kind: FetchKind
     future: asyncio.Future[Series]
     joined: int = 0  # requests that joined this job after it was created
+    end: int | None = None  # None: up to now (a refresh); a time: a backfill of [start, end)
+
+
+# "Only one replica refreshes a series": given a series, an async context manager that
+# yields True when this process may fetch it now (proxy.lease.held), False when another
+# replica is already at it.
+LeaseFactory = Callable[[SeriesKey], AbstractAsyncContextManager[bool]]
 
 
 @dataclass(slots=True)
@@ -59,6 +68,7 @@ class FetchStats:
     completed: int = 0
     failed: dict[str, int] = field(default_factory=dict)
     quarantined: int = 0  # batches the quality gate refused
+    leased_elsewhere: int = 0  # refreshes skipped: another replica held the series' lease
 
 
 class NegativeCache:
@@ -107,9 +117,11 @@ class FetchCoordinator:
         workers: int,
         clock: Callable[[], float] = time.time,
         quality: QualityGate | None = None,
+        lease: LeaseFactory | None = None,
     ) -> None:
         self._upstream = upstream
         self._quality = quality
+        self._lease = lease
         self._store = store
         self._hot = hot
         self._negative = negative
@@ -125,6 +137,13 @@ class FetchCoordinator:
     def queue_depth(self) -> int:
         return len(self._pending)
 
+    def queue_by_kind(self) -> dict[str, int]:
+        """Queued fetches by kind (miss, stale = fresh data, backfill), for /status."""
+        out = {kind.name.lower(): 0 for kind in FetchKind}
+        for job in self._pending.values():
+            out[job.kind.name.lower()] += 1
+        return out
+
     @property
     def in_flight(self) -> int:
         return len(self._running)
@@ -134,11 +153,14 @@ class FetchCoordinator:
         job = self._pending.get(key) or self._running.get(key)
         return job is not None and job.kind is FetchKind.MISS
 
-    def submit(self, key: SeriesKey, start: int, kind: FetchKind) -> tuple[asyncio.Future[Series], bool]:
-        """The future of the fetch that will cover ``[start, now]``; True when it was joined."""
+    def submit(
+        self, key: SeriesKey, start: int, kind: FetchKind, *, end: int | None = None
+    ) -> tuple[asyncio.Future[Series], bool]:
+        """The future of the fetch that will cover ``[start, end)`` (``end`` None: up to now);
+        True when it joined a fetch already queued or running."""
         self.stats.submitted += 1
         running = self._running.get(key)
-        if running is not None and running.start <= start:
+        if running is not None and running.start <= start and _covers(running.end, end):
             self.stats.coalesced += 1
             running.joined += 1
             return running.future, True
@@ -147,11 +169,12 @@ class FetchCoordinator:
             self.stats.coalesced += 1
             pending.joined += 1
             pending.start = min(pending.start, start)
+            pending.end = None if pending.end is None or end is None else max(pending.end, end)
             if kind < pending.kind:
                 pending.kind = kind
                 self._queue.put_nowait((int(kind), next(self._order), pending))
             return pending.future, True
-        job = FetchJob(key, start, kind, asyncio.get_running_loop().create_future())
+        job = FetchJob(key, start, kind, asyncio.get_running_loop().create_future(), end=end)
         # Nobody may be waiting (reject mode, stale refresh): never warn about an unread error.
         job.future.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._pending[key] = job
@@ -159,16 +182,7 @@ class FetchCoordinator:
         return job.future, False
 
     async def close(self) -> None:
-        # A cancellation that lands inside a redis-py command can be swallowed (seen with
-        # redis 8.1: the command completes and returns). The worker then goes back to its
-        # queue, where a second cancellation works: so cancel until they are all gone.
-        for _ in range(50):
-            pending = [task for task in self._tasks if not task.done()]
-            if not pending:
-                break
-            for task in pending:
-                task.cancel()
-            await asyncio.wait(pending, timeout=0.1)
+        await cancel_all(self._tasks)  # re-cancels: redis-py can swallow a cancellation
         for job in [*self._pending.values(), *self._running.values()]:
             if not job.future.done():
                 job.future.cancel()
@@ -211,12 +225,29 @@ class FetchCoordinator:
             await self._negative.remember(symbol)
 
     async def _run(self, job: FetchJob) -> Series:
-        interval = lookup(job.key.interval)
-        assert interval is not None, job.key
         if job.kind is FetchKind.MISS and await self._negative.is_known_missing(job.key.symbol):
             raise UpstreamError(Category.NOT_FOUND, "remembered as not found (negative cache)")
+        if self._lease is None or job.kind is FetchKind.MISS:
+            # A first fetch is not leased: a client waits on it, and a duplicate across
+            # replicas happens once per series, not on every refresh.
+            return await self._fetch(job)
+        async with self._lease(job.key) as mine:
+            if mine:
+                return await self._fetch(job)
+        # Another replica is refreshing this series; its write reaches every hot layer
+        # through the invalidation channel. Answer with what is stored now.
+        self.stats.leased_elsewhere += 1
+        stored = await self._store.load(job.key)
+        if stored is None:
+            raise UpstreamError(Category.BUDGET_EXHAUSTED, "another replica is fetching this series")
+        return stored
+
+    async def _fetch(self, job: FetchJob) -> Series:
+        interval = lookup(job.key.interval)
+        assert interval is not None, job.key
         now = int(self._clock())
-        end = now + 1  # period2 is exclusive: include the live bar stamped at or before now
+        # period2 is exclusive: up to now + 1 includes the live bar stamped at or before now.
+        end = now + 1 if job.end is None else min(job.end, now + 1)
         series: Series | None = None
         for chunk_start, chunk_end in fetch_chunks(interval, job.start, end, now):
             try:
@@ -259,6 +290,10 @@ class FetchCoordinator:
             # ones, are kept for inspection either way.
             await gate.quarantine(key, verdict, window, payload.bars)
         return series
+
+
+def _covers(running_end: int | None, wanted_end: int | None) -> bool:
+    return running_end is None or (wanted_end is not None and running_end >= wanted_end)
 
 
 def fetch_chunks(interval: Interval, start: int, end: int, now: int) -> list[tuple[int, int]]:

@@ -8,11 +8,14 @@ import redis.asyncio as aioredis
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from proxy.activity import ActivityRecorder
     from proxy.config import Config
     from proxy.fetcher import FetchCoordinator
     from proxy.hot import HotLayer
     from proxy.passthrough import Passthrough
     from proxy.quality import QualityGate
+    from proxy.refresher import Refresher
+    from proxy.registry import TrackedRegistry
     from proxy.service import ChartService
     from proxy.store import SeriesStore
     from proxy.upstream import UpstreamClient
@@ -26,4 +29,7 @@ FETCHER: web.AppKey[FetchCoordinator] = web.AppKey("fetcher")
 SERVICE: web.AppKey[ChartService] = web.AppKey("service")
 PASSTHROUGH: web.AppKey[Passthrough] = web.AppKey("passthrough")
 QUALITY: web.AppKey[QualityGate] = web.AppKey("quality")
+REGISTRY: web.AppKey[TrackedRegistry] = web.AppKey("registry")
+ACTIVITY: web.AppKey[ActivityRecorder] = web.AppKey("activity")
+REFRESHER: web.AppKey[Refresher] = web.AppKey("refresher")
 CRUMB: web.AppKey[str] = web.AppKey("crumb")

@@ -22,6 +22,7 @@ from proxy.keys import (
     HOT,
     PASSTHROUGH,
     QUALITY,
+    REFRESHER,
     SERVICE,
     SETTINGS,
     UPSTREAM,
@@ -153,13 +154,14 @@ async def status(request: web.Request) -> web.Response:
                 "invalidation_subscribed": hot.subscribed,
             },
             "refresher": {
+                **await request.app[REFRESHER].status(),
                 "queue_depth": fetcher.queue_depth,
-                "in_flight": fetcher.in_flight,
                 "submitted": fetcher.stats.submitted,
                 "coalesced": fetcher.stats.coalesced,
                 "completed": fetcher.stats.completed,
                 "failed": fetcher.stats.failed,
                 "quarantined": fetcher.stats.quarantined,
+                "leased_elsewhere": fetcher.stats.leased_elsewhere,
             },
             "quality": await request.app[QUALITY].summary(),
         }

@@ -19,6 +19,7 @@ import numpy as np
 import redis.exceptions
 
 from policies.errors import Category, UpstreamError
+from proxy.activity import ActivityRecorder
 from proxy.errors import YahooError, bad_request, not_found, unavailable, unprocessable
 from proxy.fetcher import FetchCoordinator, FetchKind, NegativeCache
 from proxy.hot import HotEntry, HotLayer, RenderedBody
@@ -67,8 +68,10 @@ class ChartService:
         *,
         clock: Callable[[], float] = time.time,
         upstream_down: Callable[[], bool] = lambda: False,
+        activity: ActivityRecorder | None = None,
     ) -> None:
         self._upstream_down = upstream_down
+        self._activity = activity
         self._store = store
         self._hot = hot
         self._fetcher = fetcher
@@ -81,9 +84,13 @@ class ChartService:
         self, query: ChartQuery, *, accept_gzip: bool = False, if_none_match: str | None = None
     ) -> ChartAnswer:
         now = self._clock()
+        if self._activity is not None:
+            self._activity.note(query.series_key, now)  # a dict update: no I/O on this path
         entry = await self._entry(query)
         miss: CacheOutcome | None = None
         if entry is None:
+            if self._activity is not None:
+                self._activity.bump(query.series_key, now)
             entry, miss = await self._wait_for_miss(query, now)
             now = self._clock()
         cut = self._cut(entry, query, now)
@@ -95,6 +102,8 @@ class ChartService:
             self._fetcher.submit(series.key, cut.view.required_start, FetchKind.BACKFILL)
         if not end_covered:
             self._fetcher.submit(series.key, self._refresh_start(series), FetchKind.STALE)
+            if self._activity is not None:
+                self._activity.bump(series.key, now)  # and to the front of the refresher's queue
         outcome: CacheOutcome = "hit"
         if miss is not None:
             outcome = miss

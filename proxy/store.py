@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -39,6 +40,15 @@ _MAX_CAS_RETRIES = 5
 # answer to merge (possibly with bars repaired) or None to refuse it.
 MergeGate = Callable[[Series | None, ChartPayload], ChartPayload | None]
 Annotate = Callable[[Series], None]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredState:
+    """What a bulk check needs of a stored series, without decoding its bars."""
+
+    coverage_end: int
+    fetched_at: float
+    quality: float | None
 
 
 class ConflictError(RuntimeError):
@@ -113,6 +123,27 @@ class SeriesStore:
             # lists series to look at, and every write re-adds its series.
             await self.redis.sadd(self._index_key, series.key.tag)
         return version
+
+    async def peek_many(self, keys: list[SeriesKey]) -> list[StoredState | None]:
+        """The stored state of many series in one pipelined round trip (None: not stored)."""
+        if not keys:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hget(self.key(key), "info")
+            raw = await pipe.execute()
+        out: list[StoredState | None] = []
+        for value in raw:
+            try:
+                info = orjson.loads(value) if value else None
+                state = None
+                if info is not None:
+                    end, fetched = int(info["coverage_end"]), float(info["fetched_at"])
+                    state = StoredState(end, fetched, info.get("quality"))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                state = None
+            out.append(state)
+        return out
 
     async def delete(self, key: SeriesKey) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:

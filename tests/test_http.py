@@ -48,6 +48,8 @@ def make_config(redis_url: str, **env: str) -> Any:
         "YFPROXY__UPSTREAM__TRANSPORT": "aiohttp",
         "YFPROXY__RATE_LIMIT__MAX_RPS": "1000",
         "YFPROXY__RATE_LIMIT__INITIAL_RPS": "1000",
+        # The refresher would fetch [instruments] in the background; its tests turn it on.
+        "YFPROXY__BACKGROUND__ENABLED": "false",
     }
     base.update(env)
     return load_config(None, base).config

@@ -493,6 +493,7 @@ async def test_batched_operations_cost_the_same_round_trips_for_10_and_1000_seri
     redis_client: aioredis.Redis, clock: Clock, round_trips: list[int]
 ) -> None:
     costs = {}
+    await redis_client.config_resetstat()  # commandstats is server-wide: other tests use KEYS
     for n in (2, 10, 1000):  # the first run also loads the scripts into Redis
         await redis_client.flushdb()
         costs[n] = await _round_trips_per_step(

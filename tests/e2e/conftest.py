@@ -48,6 +48,8 @@ def start_proxy(upstream: str, redis_url: str, tmp: Path, **env: str) -> ProxyPr
         "YFPROXY__RATE_LIMIT__INITIAL_RPS": "50",
         "YFPROXY__CACHE__MISS_WAIT_S": "30",
         "YFPROXY__LOGGING__FORMAT": "json",
+        # Upstream counts in these tests are per request; refresher tests turn it on.
+        "YFPROXY__BACKGROUND__ENABLED": "false",
         **env,
     }
     with log.open("wb") as out:
