@@ -54,7 +54,6 @@ from proxy.upstream import UpstreamClient, UpstreamSettings
 
 # Seconds between flushes of request activity to the registry: the hot path only counts.
 ACTIVITY_FLUSH_S = 2.0
-LEASE_TTL_MS = 30_000
 
 
 def create_app(
@@ -187,7 +186,9 @@ def _service_ctx(clock: Callable[[], float]) -> Callable[[web.Application], Asyn
             quality=gate,
             # One replica refreshes a series at a time; the lease outlives a stuck fetch
             # by little and is renewed while the fetch runs.
-            lease=lease_factory(app[REDIS], config.redis.key_prefix, ttl_ms=LEASE_TTL_MS),
+            lease=lease_factory(
+                app[REDIS], config.redis.key_prefix, ttl_ms=int(config.background.lease_ttl_s * 1000)
+            ),
         )
         app[FETCHER] = fetcher
         registry = TrackedRegistry(app[REDIS], config.redis.key_prefix, clock=clock)

@@ -352,6 +352,13 @@ class BackgroundConfig(_Section):
     dormant_every_s: Float = Field(
         900.0, gt=0, le=604800, description="Refresh period of the dormant instruments' series, in seconds."
     )
+    lease_ttl_s: Float = Field(
+        30.0,
+        ge=1,
+        le=3600,
+        description="How long a replica's claim on refreshing a series lasts without renewal "
+        "(renewed every third of it while the fetch runs); a replica that dies loses it after this.",
+    )
     dormant_after_s: Float = Field(
         3600.0,
         gt=0,
