@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= proxy.toml
 SIM_PORT ?= 9000
 
-.PHONY: install run demo sim test test-fast lint format bench bench-ratelimit bench-validators clean
+.PHONY: install run demo sim test test-fast lint format bench bench-ratelimit bench-validators bench-refresher clean
 
 $(STAMP): pyproject.toml client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,10 @@ bench-ratelimit: $(STAMP)
 # The validators on 30 days (and 40,000 bars) of ES=F minute bars; target < 50 ms.
 bench-validators: $(STAMP)
 	$(PY) -m bench.validators
+
+# Dashboard traffic against the refresher on a simulated clock (60 simulated minutes).
+bench-refresher: $(STAMP)
+	$(PY) -m bench.refresher_replay
 
 clean:
 	rm -rf $(VENV) .yfproxy .coverage .coverage.* htmlcov reports

@@ -238,6 +238,6 @@ def refresher_settings(config: Config) -> RefresherSettings:
         dormant_after_s=bg.dormant_after_s,
         idle_untrack_s=bg.idle_untrack_s,
         warm_on_start=bg.warm_on_start,
-        schedule=ScheduleSettings.from_config(bg),
+        schedule=ScheduleSettings.from_config(bg, cache.fresh_s),
         initial_depth_days=lambda interval: cache.initial_depth_days[interval],
     )

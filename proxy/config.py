@@ -56,7 +56,7 @@ DEFAULT_PASSTHROUGH: tuple[str, ...] = (
     "/ws/fundamentals-timeseries/v1/finance/timeseries/",
 )
 DEFAULT_FRESH_S: Mapping[str, int] = types.MappingProxyType(
-    {"1m": 60, "2m": 120, "5m": 300, "15m": 600, "30m": 900, "90m": 1800, "1h": 1800, "4h": 3600,
+    {"1m": 90, "2m": 120, "5m": 300, "15m": 600, "30m": 900, "90m": 1800, "1h": 1800, "4h": 3600,
      "1d": 3600, "5d": 21600, "1wk": 21600, "1mo": 43200, "3mo": 86400}
 )  # fmt: skip
 DEFAULT_INITIAL_DEPTH_DAYS: Mapping[str, int] = types.MappingProxyType(

@@ -33,14 +33,16 @@ Tier = Literal["priority", "active", "dormant"]
 # Shortest refresh period per interval, in seconds. Intraday: half a bar (the live bar is
 # seen at least twice while it forms), at least 60 s (a request costs ~2 s of Yahoo's
 # budget; faster than a minute is never worth it) and at most 15 min (the live bar of 1h
-# or 4h data carries the current price, which should not be older than that). Daily and
-# longer: 1 h during the session (their live bar's close is the current price too, but
-# users of daily data rarely need it fresher; the final bar is fetched after the close).
+# or 4h data carries the current price, which should not be older than that). Daily: 30 min
+# during the session, so that a series clients look at stays inside its fresh_s (1 h);
+# longer bars: 1 h (the final bar is fetched after the close anyway).
 DEFAULT_FLOORS: Mapping[str, float] = MappingProxyType({
     "1m": 60, "2m": 60, "5m": 150, "15m": 450, "30m": 900, "90m": 900, "1h": 900, "4h": 900,
-    "1d": 3600, "5d": 3600, "1wk": 3600, "1mo": 3600, "3mo": 3600,
+    "1d": 1800, "5d": 3600, "1wk": 3600, "1mo": 3600, "3mo": 3600,
 })  # fmt: skip
 
+# A priority series is refreshed when this share of its fresh_s has passed.
+FRESH_SHARE = 0.75
 # How far around now sessions are looked up: longer than any exchange's closure in the
 # calendars we know (New Year in Tokyo, Christmas and a weekend).
 _HORIZON_S = 15 * DAY
@@ -59,15 +61,19 @@ class ScheduleSettings:
     # The first refresh of a session waits for its first bar to exist.
     open_delay_s: float = 5.0
     floors: Mapping[str, float] = field(default_factory=lambda: DEFAULT_FLOORS)
+    fresh_s: Mapping[str, float] = field(default_factory=dict)  # [cache] fresh_s per interval
 
     @classmethod
-    def from_config(cls, background: BackgroundConfig) -> ScheduleSettings:
-        """The tier periods of ``[background]``; the rest keeps its defaults (change them
-        with ``dataclasses.replace``)."""
+    def from_config(
+        cls, background: BackgroundConfig, fresh_s: Mapping[str, float] | None = None
+    ) -> ScheduleSettings:
+        """The tier periods of ``[background]`` and ``[cache] fresh_s``; the rest keeps its
+        defaults (change them with ``dataclasses.replace``)."""
         return cls(
             priority_every_s=background.priority_every_s,
             full_every_s=background.full_every_s,
             dormant_every_s=background.dormant_every_s,
+            fresh_s=MappingProxyType(dict(fresh_s or {})),
         )
 
 
@@ -89,7 +95,13 @@ def refresh_period(tier: str, interval: str, settings: ScheduleSettings) -> floa
         raise ValueError(f"unknown tier {tier!r}; known: {', '.join(periods)}")
     info = _interval(interval)
     floor = settings.floors.get(info.name, DEFAULT_FLOORS[info.name])
-    return max(periods[tier], floor)
+    period = periods[tier]
+    fresh = settings.fresh_s.get(info.name)
+    if tier == "priority" and fresh is not None:
+        # Clients are looking: refresh before the stored series stops counting as fresh
+        # (fresh_s), with a margin for the fetch itself, so their hits stay fresh hits.
+        period = min(period, FRESH_SHARE * fresh)
+    return max(period, floor)
 
 
 @dataclass(frozen=True, slots=True)

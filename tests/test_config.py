@@ -59,7 +59,7 @@ def test_defaults_are_the_documented_ones() -> None:
     assert config.redis.url == "redis://127.0.0.1:6379/0" and config.redis.embedded is True
     assert (config.redis.embedded_dir, config.redis.key_prefix) == (".yfproxy/redis", "yfp")
     assert config.cache.on_miss == "wait" and config.cache.miss_wait_s == 10.0
-    assert config.cache.fresh_s["1m"] == 60 and config.cache.fresh_s["3mo"] == 86400
+    assert config.cache.fresh_s["1m"] == 90 and config.cache.fresh_s["3mo"] == 86400
     assert config.cache.initial_depth_days == {
         "1m": 7, "2m": 59, "5m": 59, "15m": 59, "30m": 59, "90m": 59, "1h": 729, "4h": 729,
         "1d": 3650, "5d": 3650, "1wk": 7300, "1mo": 7300, "3mo": 7300,

@@ -150,11 +150,10 @@ async def test_start_fetches_every_configured_series_once_then_schedules_them(ri
     tracked = {t.key.tag: t for t in await rig.registry.all()}
     assert set(tracked) == {f"{s}|{i}|0" for s in ("ES=F", "NQ=F") for i in ("5m", "1h", "1d")}
     assert all(t.last_outcome == "ok" and t.configured for t in tracked.values())
-    # Active tier, market open: 5 min for 5m and 1h (floors 150 s and 900 s: 1h waits 15 min),
-    # 1d once an hour at most.
+    # Active tier, market open: 5 min for 5m, 15 min for 1h (its floor), 30 min for 1d.
     assert tracked["ES=F|5m|0"].next_due == pytest.approx(WEDNESDAY + 300, abs=2)
     assert tracked["ES=F|1h|0"].next_due == pytest.approx(WEDNESDAY + 900, abs=2)
-    assert tracked["ES=F|1d|0"].next_due == pytest.approx(WEDNESDAY + 3600, abs=2)
+    assert tracked["ES=F|1d|0"].next_due == pytest.approx(WEDNESDAY + 1800, abs=2)
     # A second start (another replica, a restart) with fresh data fetches nothing.
     before = len(rig.seen.calls)
     assert await rig.refresher.warm() == 0
@@ -360,3 +359,26 @@ async def test_run_survives_redis_errors_and_stops_when_cancelled(rig: Rig) -> N
     await cancel_all([task])  # as the app stops it: redis-py may swallow one cancellation
     assert task.cancelled()
     assert not rig.refresher.running
+
+
+async def test_a_bar_revised_upstream_is_revised_in_the_cache(rig: Rig) -> None:
+    from loadtests.yahoo_sim import chart
+
+    key = SeriesKey("ES=F", "5m", False)
+    rig.refresher.settings = replace(rig.refresher.settings, active=("ES=F",), intervals=("5m",))
+    rig.clock.advance(90)  # 15:01:30: the 15:00 bar is live, with 90 s of trades in it
+    await rig.refresher._start()
+    await rig.settle()
+    live = await rig.store.load(key)
+    assert live is not None and int(live.bars.ts[-1]) == WEDNESDAY
+    rig.clock.advance(301)  # 15:06:31: the 15:00 bar is final, and differs from what was live
+    await rig.settle()
+    stored = await rig.store.load(key)
+    assert stored is not None
+    params = {"interval": "5m", "period1": str(WEDNESDAY - 600), "period2": str(int(rig.clock()) + 1)}
+    upstream = chart.answer("ES=F", params, rig.clock(), 7).body["chart"]["result"][0]
+    final = upstream["indicators"]["quote"][0]
+    at = upstream["timestamp"].index(WEDNESDAY)
+    index = stored.bars.ts.tolist().index(WEDNESDAY)
+    assert (stored.bars.close[index], stored.bars.volume[index]) == (final["close"][at], final["volume"][at])
+    assert (final["close"][at], final["volume"][at]) != (live.bars.close[-1], live.bars.volume[-1])

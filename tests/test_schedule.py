@@ -72,7 +72,7 @@ def due(
         ("priority", "1h", 900),  # 15 minutes, not half an hour: the live bar carries the price
         ("priority", "60m", 900),
         ("priority", "4h", 900),
-        ("priority", "1d", 3600),
+        ("priority", "1d", 1800),
         ("dormant", "1wk", 3600),
         ("dormant", "3mo", 3600),
     ],
@@ -243,10 +243,10 @@ def test_futures_on_thanksgiving_trade_the_morning_and_reopen_in_the_evening() -
     )
 
 
-def test_daily_bars_refresh_hourly_in_session_and_once_after_the_close() -> None:
+def test_daily_bars_refresh_half_hourly_in_session_and_once_after_the_close() -> None:
     morning = ny(2026, 11, 23, 10)
-    assert due(morning, "1d", tier="priority") == morning + 3600
-    assert due(ny(2026, 11, 23, 15, 30), "1d", tier="priority") == ny(2026, 11, 23, 16) + GRACE
+    assert due(morning, "1d", tier="priority") == morning + 1800
+    assert due(ny(2026, 11, 23, 15, 45), "1d", tier="priority") == ny(2026, 11, 23, 16) + GRACE
     evening = ny(2026, 11, 23, 16, 10)
     assert due(evening, "1d", coverage_end=ny(2026, 11, 23, 15, 30)) == evening
     assert due(evening, "1d", coverage_end=ny(2026, 11, 23, 16, 3)) == ny(2026, 11, 24, 9, 30) + OPEN_DELAY
@@ -261,7 +261,7 @@ def test_daily_bars_ignore_extended_hours() -> None:
 def test_unknown_calendar_refreshes_every_period() -> None:
     sunday = ny(2026, 11, 22, 12)
     assert due(sunday, calendar=None) == sunday + 300
-    assert due(sunday, "1d", tier="dormant", calendar=None) == sunday + 3600
+    assert due(sunday, "1d", tier="dormant", calendar=None) == sunday + 1800
 
 
 def test_round_the_clock_markets_refresh_every_period() -> None:
@@ -385,3 +385,16 @@ def test_empty_and_future_gaps_are_dropped_or_cut_to_now() -> None:
     gaps = [(NOW - DAY, NOW - DAY), (NOW - 100, NOW - 200), (NOW + 10, NOW + 500), (NOW - 600, NOW + 3600)]
     assert backfill_windows(gaps, "5m", NOW) == [(NOW - 600, NOW + 1)]
     assert backfill_windows([], "1m", NOW) == []
+
+
+@pytest.mark.parametrize(
+    ("interval", "fresh", "want"),
+    [("1m", 90, 67.5), ("1m", 60, 60), ("5m", 300, 150), ("1h", 1800, 900), ("1d", 3600, 1800)],
+)
+def test_watched_series_are_refreshed_before_they_stop_being_fresh(
+    interval: str, fresh: float, want: float
+) -> None:
+    settings = dataclasses.replace(SETTINGS, fresh_s={interval: fresh})
+    assert refresh_period("priority", interval, settings) == want
+    # Only the priority tier promises freshness: nobody is looking at the others.
+    assert refresh_period("active", interval, settings) == refresh_period("active", interval, SETTINGS)

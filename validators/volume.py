@@ -12,7 +12,8 @@ trading should show.
   reported: bars inside ``quiet`` (overnight futures sessions, pre/post hours, given by the
   calendars module); Yahoo's session *closing stamp* on intraday series, a zero-volume bar
   with open = high = low = close right after a traded bar and followed by a time gap or by
-  nothing (the 16:00 bar of hourly equity series, also the still-forming latest bar); and
+  nothing (the 16:00 bar of hourly equity series); the last bar of a batch (the one still
+  forming, untraded in its first seconds); and
   runs of one or two zeros that touch a quiet bar (session edges are not exact to the bar).
   What remains is active-hours zeros, judged as runs of consecutive bars:
   one or two bars (``ISOLATED_MAX``) between trades are Yahoo's random zero-volume defect:
@@ -84,6 +85,9 @@ def check_volume(bars: Bars, *, quiet: BoolArray | None = None, interval_s: int)
     else:
         quiet_mask = np.zeros(n, dtype=bool) if quiet is None else np.asarray(quiet, dtype=bool)
         active = (volume == 0) & ~quiet_mask & ~_closing_stamps(bars, volume, prices, interval_s)
+        # The last bar of an answer is the one still forming: in its first seconds Yahoo
+        # (and the simulator) shows it untraded, and a refresh is always cut at now.
+        active[-1:] = False
         isolated, long_runs, run_count = _zero_runs(active, quiet_mask, interval_s)
         if isolated.any():
             bad |= isolated
