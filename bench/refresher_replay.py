@@ -187,6 +187,7 @@ async def replay(redis_client: aioredis.Redis, minutes: float) -> dict[str, Any]
             "requests_per_series_max": max(per_series.values(), default=0),
             "series_over_one_per_period": over,
             "steady_requests_all_tails": len(tails) == len(steady),
+            "not_tails": [c for c in steady if c not in tails][:5],
             "upstream_bytes_steady": steady_bytes,
             "upstream_bytes_per_cycle": round(steady_bytes / cycles),
             "full_range_bytes_per_cycle": round(full_bytes_per_cycle),
@@ -203,7 +204,9 @@ async def replay(redis_client: aioredis.Redis, minutes: float) -> dict[str, Any]
 def tail_bound(interval: str, periods: dict[str, float]) -> float:
     found = lookup(interval)
     bar = found.seconds if found is not None else 86400
-    return max(3 * bar, 900) + 2 * periods[interval] + 3600
+    # overlap + the live bar (stamped at its start: a daily bar up to a day ago) + time since
+    # the previous refresh (at most two periods) + an hour of slack
+    return max(3 * bar, 900) + bar + 2 * periods[interval] + 3600
 
 
 def main() -> int:

@@ -498,6 +498,17 @@ class SharedRateLimiter:
             "settings": asdict(settings),
         }
 
+    def last_reading(self, endpoint: str) -> _Reading | None:
+        """The bucket as last seen, without a Redis call (for /metrics at scrape time): the
+        local bucket while in fallback, else the newest shared reading; None before any."""
+        if self.fallback:
+            state = self._local.get(endpoint)
+            if state is not None:
+                now = self._clock()
+                blocked = max(0.0, state.blocked_until - now)
+                return _Reading(0.0, state.rate, state.tokens, blocked, state.ceiling)
+        return self._last_shared.get(endpoint)
+
     # -- shared or local
 
     async def _call(self, endpoint: str, op: str, retry_after: float | None = None) -> _Reading:

@@ -4,11 +4,18 @@ request needs ``Authorization: Bearer <token>``, compared in constant time."""
 from __future__ import annotations
 
 import hmac
+import tomllib
+from typing import Any
 
+import orjson
 from aiohttp import web
 
-from proxy.keys import QUALITY, SETTINGS
+from proxy.config import ConfigError, merge_update
+from proxy.keys import LIVE_CONFIG, QUALITY, SETTINGS
+from proxy.runtime import apply
 from proxy.store import parse_tag
+
+MAX_CONFIG_BYTES = 64 * 1024
 
 
 def _authorised(request: web.Request) -> None:
@@ -34,5 +41,55 @@ async def quarantine(request: web.Request) -> web.Response:
     return web.json_response({"series": key.tag, "entries": await gate.entries(key)})
 
 
+async def get_config(request: web.Request) -> web.Response:
+    """The configuration in force (secrets shown as stars) and its generation."""
+    _authorised(request)
+    live = request.app[LIVE_CONFIG]
+    return web.json_response({**live.status(), "config": live.current.model_dump(mode="json")})
+
+
+async def post_config(request: web.Request) -> web.Response:
+    """Apply a partial configuration (TOML, or JSON with a JSON content type) to the running
+    proxy: validated whole, applied whole, or refused whole with every reason."""
+    _authorised(request)
+    body = await request.content.read(MAX_CONFIG_BYTES + 1)
+    if len(body) > MAX_CONFIG_BYTES:
+        return _refused(413, [f"configuration update over {MAX_CONFIG_BYTES} bytes"])
+    try:
+        update = _parse(body, request.content_type)
+    except ValueError as exc:
+        return _refused(400, [str(exc)])
+    live = request.app[LIVE_CONFIG]
+    try:
+        changed = await apply(request.app, live, merge_update(live.current, update), source="admin")
+    except ConfigError as exc:
+        return _refused(400, exc.problems)
+    return web.json_response({**live.status(), "changed": changed})
+
+
+def _parse(body: bytes, content_type: str) -> dict[str, Any]:
+    if content_type == "application/json":
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON: {exc}") from None
+    else:
+        try:
+            doc = tomllib.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ValueError(f"not valid TOML: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ValueError("the update must be a table of sections")
+    return doc
+
+
+def _refused(status: int, problems: list[str]) -> web.Response:
+    return web.json_response(
+        {"error": "configuration refused; nothing was changed", "problems": problems}, status=status
+    )
+
+
 def add_admin_routes(app: web.Application) -> None:
     app.router.add_get("/admin/quarantine", quarantine)
+    app.router.add_get("/admin/config", get_config)
+    app.router.add_post("/admin/config", post_config)

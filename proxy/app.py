@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import redis.asyncio as aioredis
+import structlog
 from aiohttp import web
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -20,7 +23,7 @@ from policies.ratelimit import SharedRateLimiter
 from policies.retry import LEGACY_DELAY_S
 from proxy.activity import ActivityRecorder
 from proxy.admin import add_admin_routes
-from proxy.config import UPSTREAM_ENDPOINTS, Config
+from proxy.config import UPSTREAM_ENDPOINTS, Config, ConfigError, load_config
 from proxy.embedded_redis import ensure_redis
 from proxy.fetcher import FetchCoordinator, NegativeCache
 from proxy.hot import HotLayer, listen_for_invalidations
@@ -29,6 +32,8 @@ from proxy.keys import (
     CRUMB,
     FETCHER,
     HOT,
+    LIVE_CONFIG,
+    METRICS,
     PASSTHROUGH,
     QUALITY,
     REDIS,
@@ -40,17 +45,20 @@ from proxy.keys import (
     UPSTREAM,
 )
 from proxy.lease import lease_factory
+from proxy.metrics import install_metrics
 from proxy.passthrough import Passthrough
 from proxy.quality import QualityGate
-from proxy.refresher import Refresher, RefresherSettings
+from proxy.refresher import Refresher
 from proxy.registry import TrackedRegistry
 from proxy.routes import add_routes, new_crumb, yahoo_front
-from proxy.schedule import ScheduleSettings
-from proxy.service import ChartService, ServiceSettings
+from proxy.runtime import LiveConfig, apply, refresher_settings, service_settings
+from proxy.service import ChartService
 from proxy.store import SeriesStore
 from proxy.tasks import cancel_all
 from proxy.transport import Timeouts, Transport, make_transport
 from proxy.upstream import UpstreamClient, UpstreamSettings
+
+log = structlog.get_logger("yfproxy.app")
 
 # Seconds between flushes of request activity to the registry: the hot path only counts.
 ACTIVITY_FLUSH_S = 2.0
@@ -61,14 +69,21 @@ def create_app(
     *,
     transport: Transport | None = None,
     clock: Callable[[], float] = time.time,
+    config_source: Path | None = None,
 ) -> web.Application:
+    """The proxy. ``config_source``: the file ``config`` came from, re-read on SIGHUP."""
     app = web.Application(middlewares=[yahoo_front])
-    app[SETTINGS] = config
+    app[SETTINGS] = config  # as started; what is in force now is app[LIVE_CONFIG].current
+    app[LIVE_CONFIG] = LiveConfig(config)
     app[CRUMB] = new_crumb()
+    app[METRICS] = install_metrics(app)  # reads the components below when scraped
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_upstream_ctx(transport))
     app.cleanup_ctx.append(_service_ctx(clock))
+    if config_source is not None:
+        app.on_startup.append(_reload_on_sighup(config_source))
+        app.on_cleanup.append(_stop_sighup)
     add_routes(app)
     add_admin_routes(app)
     return app
@@ -195,12 +210,7 @@ def _service_ctx(clock: Callable[[], float]) -> Callable[[web.Application], Asyn
         app[REGISTRY] = registry
         activity = ActivityRecorder()
         app[ACTIVITY] = activity
-        settings = ServiceSettings(
-            on_miss=cache.on_miss,
-            miss_wait_s=cache.miss_wait_s,
-            fresh_s=lambda interval: cache.fresh_s[interval],
-            initial_depth_days=lambda interval: cache.initial_depth_days[interval],
-        )
+        settings = service_settings(config)
         breaker = app[UPSTREAM].breaker
         app[SERVICE] = ChartService(
             app[STORE], app[HOT], fetcher, negative, settings, clock=clock,
@@ -227,17 +237,33 @@ def _service_ctx(clock: Callable[[], float]) -> Callable[[web.Application], Asyn
     return ctx
 
 
-def refresher_settings(config: Config) -> RefresherSettings:
-    bg, instruments, cache = config.background, config.instruments, config.cache
-    return RefresherSettings(
-        active=instruments.active,
-        dormant=instruments.dormant,
-        intervals=instruments.intervals,
-        max_concurrent_instruments=bg.max_concurrent_instruments,
-        batch_timeout_s=bg.batch_timeout_s,
-        dormant_after_s=bg.dormant_after_s,
-        idle_untrack_s=bg.idle_untrack_s,
-        warm_on_start=bg.warm_on_start,
-        schedule=ScheduleSettings.from_config(bg, cache.fresh_s),
-        initial_depth_days=lambda interval: cache.initial_depth_days[interval],
-    )
+def _reload_on_sighup(source: Path) -> Callable[[web.Application], Awaitable[None]]:
+    """On SIGHUP, read ``source`` again (with the environment) and apply it like an update."""
+
+    pending: set[asyncio.Future[None]] = set()  # reloads in progress, kept referenced
+
+    async def install(app: web.Application) -> None:
+        loop = asyncio.get_running_loop()
+
+        async def reload() -> None:
+            live = app[LIVE_CONFIG]
+            try:
+                loaded = load_config(source, os.environ)
+                changed = await apply(app, live, loaded.config, source="sighup")
+            except ConfigError as exc:
+                log.warning("config.reload_refused", source=str(source), problems=exc.problems)
+                return
+            log.info("config.reloaded", source=str(source), changed=changed, generation=live.generation)
+
+        def on_hup() -> None:
+            task = asyncio.ensure_future(reload())
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
+
+    return install
+
+
+async def _stop_sighup(_app: web.Application) -> None:
+    asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)

@@ -79,9 +79,9 @@ def _serve(args: argparse.Namespace) -> int:
     for warning in loaded.warnings:
         log.warning("config_migrated", detail=warning)
     if config.server.workers == 1:
-        _run_worker(config, reuse_port=False)
+        _run_worker(config, reuse_port=False, source=loaded.source)
         return 0
-    return _serve_many(config)
+    return _serve_many(config, source=loaded.source)
 
 
 def _never_proxy_ourselves() -> None:
@@ -95,7 +95,7 @@ def _never_proxy_ourselves() -> None:
     yfproxy_client.uninstall()
 
 
-def _run_worker(config: Any, *, reuse_port: bool) -> None:
+def _run_worker(config: Any, *, reuse_port: bool, source: Any = None) -> None:
     from aiohttp import web
 
     from proxy.app import create_app
@@ -104,7 +104,7 @@ def _run_worker(config: Any, *, reuse_port: bool) -> None:
     _never_proxy_ourselves()
     configure_logging(config.logging.level, config.logging.format)
     web.run_app(
-        create_app(config),
+        create_app(config, config_source=source),  # SIGHUP re-reads source
         host=config.server.host,
         port=config.server.port,
         reuse_port=reuse_port,
@@ -117,7 +117,7 @@ def _run_worker(config: Any, *, reuse_port: bool) -> None:
     )
 
 
-def _serve_many(config: Any) -> int:
+def _serve_many(config: Any, *, source: Any = None) -> int:
     """N processes share the port (SO_REUSEPORT); Redis is made ready once, here."""
     from pathlib import Path
 
@@ -134,7 +134,7 @@ def _serve_many(config: Any) -> int:
     shared = config.model_copy(update={"redis": redis_cfg})
     context = multiprocessing.get_context("spawn")
     workers = [
-        context.Process(target=_run_worker, args=(shared,), kwargs={"reuse_port": True})
+        context.Process(target=_run_worker, args=(shared,), kwargs={"reuse_port": True, "source": source})
         for _ in range(config.server.workers)
     ]
     try:
@@ -159,27 +159,16 @@ def _status(args: argparse.Namespace) -> int:
     import json
     import urllib.request
 
-    from rich.console import Console
-    from rich.table import Table
+    from proxy.status_table import render_status_table
 
+    request = urllib.request.Request(f"{args.url.rstrip('/')}/status", headers={"Accept": "application/json"})
     try:
-        with urllib.request.urlopen(f"{args.url.rstrip('/')}/status", timeout=5) as resp:
+        with urllib.request.urlopen(request, timeout=5) as resp:
             doc = json.load(resp)
     except OSError as exc:
         print(f"yfproxy status: cannot reach {args.url}: {exc}", file=sys.stderr)
         return 1
-    table = Table(title=f"yfproxy {doc.get('version', '?')} at {args.url}")
-    table.add_column("section")
-    table.add_column("key")
-    table.add_column("value")
-    for section, values in doc.items():
-        if isinstance(values, dict):
-            for key, value in values.items():
-                text = json.dumps(value) if isinstance(value, dict | list) else str(value)
-                table.add_row(section, key, text)
-        else:
-            table.add_row(section, "", str(values))
-    Console().print(table)
+    print(render_status_table(doc, source=args.url), end="")
     return 0
 
 

@@ -692,6 +692,30 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
     return LoadedConfig(config, _migration_warnings(raw, config), source)
 
 
+def merge_update(current: Config, update: Mapping[str, Any]) -> Config:
+    """``current`` with the partial document ``update`` (sections of keys) laid over it,
+    validated whole by the same schema as a file. Raises ConfigError naming every problem;
+    nothing of a refused update is applied anywhere."""
+    if not isinstance(update, Mapping):
+        raise ConfigError(["the update must be a table of sections, e.g. {rate_limit = {max_rps = 1.0}}"])
+    raw = {section: dict(keys) if isinstance(keys, Mapping) else keys for section, keys in update.items()}
+    problems = _drop_unknown_keys(raw)
+    merged = current.model_dump()
+    for section, keys in raw.items():
+        if isinstance(keys, dict) and isinstance(merged.get(section), dict):
+            merged[section] = {**merged[section], **keys}
+        else:
+            merged[section] = keys
+    try:
+        config = Config.model_validate(merged)
+    except ValidationError as exc:
+        problems += [_problem_line(error, {}) for error in exc.errors(include_url=False)]
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as fh:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 
+import redis.exceptions
 import structlog
 
 from policies.errors import Category, UpstreamError
@@ -69,6 +70,7 @@ class FetchStats:
     failed: dict[str, int] = field(default_factory=dict)
     quarantined: int = 0  # batches the quality gate refused
     leased_elsewhere: int = 0  # refreshes skipped: another replica held the series' lease
+    redis_errors: int = 0  # fetches that failed on Redis (load, merge, lease), for /metrics
 
 
 class NegativeCache:
@@ -212,6 +214,7 @@ class FetchCoordinator:
                 job.future.cancel()
                 raise
             except Exception as exc:  # a bug or Redis down: fail the waiters, keep the worker
+                self.stats.redis_errors += isinstance(exc, redis.exceptions.RedisError)
                 log.exception("fetch_crashed", series=str(job.key))
                 job.future.set_exception(exc)
             else:

@@ -12,10 +12,12 @@ if TYPE_CHECKING:
     from proxy.config import Config
     from proxy.fetcher import FetchCoordinator
     from proxy.hot import HotLayer
+    from proxy.metrics import Metrics
     from proxy.passthrough import Passthrough
     from proxy.quality import QualityGate
     from proxy.refresher import Refresher
     from proxy.registry import TrackedRegistry
+    from proxy.runtime import LiveConfig
     from proxy.service import ChartService
     from proxy.store import SeriesStore
     from proxy.upstream import UpstreamClient
@@ -32,4 +34,6 @@ QUALITY: web.AppKey[QualityGate] = web.AppKey("quality")
 REGISTRY: web.AppKey[TrackedRegistry] = web.AppKey("registry")
 ACTIVITY: web.AppKey[ActivityRecorder] = web.AppKey("activity")
 REFRESHER: web.AppKey[Refresher] = web.AppKey("refresher")
+LIVE_CONFIG: web.AppKey[LiveConfig] = web.AppKey("live_config")
 CRUMB: web.AppKey[str] = web.AppKey("crumb")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")

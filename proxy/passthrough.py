@@ -45,12 +45,12 @@ class Passthrough:
         self._upstream = upstream
         self._redis = redis
         self._prefix = prefix
-        self._allow = tuple(allow)
+        self.allow = tuple(allow)  # swapped whole by a runtime configuration update
         self._ttl_s = ttl_s
         self._inflight: dict[str, asyncio.Future[PassthroughAnswer]] = {}
 
     def allowed(self, path: str) -> bool:
-        return any(path.startswith(prefix) for prefix in self._allow)
+        return any(path.startswith(prefix) for prefix in self.allow)
 
     async def get(self, path: str, params: list[tuple[str, str]]) -> PassthroughAnswer:
         kept = sorted((k, v) for k, v in params if k not in IGNORED_PARAMS)

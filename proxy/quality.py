@@ -43,6 +43,9 @@ MIN_OVERLAP_BARS = 2
 QUARANTINE_KEEP = 20  # batches kept per series
 QUARANTINE_TTL_S = 7 * 86400
 ISSUES_KEPT = 10  # issues stored with a series for /status
+# Latest scores kept in memory for /metrics, which exposes one gauge per series: the cap
+# bounds that label's cardinality (and this dict); the least recently scored go first.
+SCORES_KEPT = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,9 @@ class QualityGate:
         self._clock = clock
         self._index = f"{prefix}:quarantine-index"
         self._scores = f"{prefix}:quality"  # tag -> the series' latest score, for /status
+        # What this process scored last, per series tag (a sync read for /metrics).
+        self.latest: dict[str, float] = {}
+        self.quarantined_by_reason: dict[str, int] = {}  # batches kept in quarantine, by reason
 
     # -- pure parts
 
@@ -133,6 +139,7 @@ class QualityGate:
         """Publish a stored series' score for /status (every replica reads the same hash)."""
         if series.quality is None:
             return
+        self._remember(series.key.tag, series.quality)
         summary = {
             "score": series.quality,
             "completeness": series.completeness,
@@ -140,6 +147,12 @@ class QualityGate:
             "at": round(self._clock(), 3),
         }
         await self._redis.hset(self._scores, series.key.tag, orjson.dumps(summary))
+
+    def _remember(self, tag: str, score: float) -> None:
+        self.latest.pop(tag, None)  # re-inserted last: dict order is recency
+        if len(self.latest) >= SCORES_KEPT:
+            del self.latest[next(iter(self.latest))]
+        self.latest[tag] = score
 
     async def summary(self, limit: int = 200) -> dict[str, Any]:
         """/status's ``quality`` section: the worst series first, and the quarantine."""
@@ -160,6 +173,7 @@ class QualityGate:
         }
 
     async def forget(self, key: SeriesKey) -> None:
+        self.latest.pop(key.tag, None)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hdel(self._scores, key.tag)
             pipe.delete(self.quarantine_key(key))
@@ -185,6 +199,8 @@ class QualityGate:
                 "issues": verdict.report.to_json()["issues"][:ISSUES_KEPT],
             },
         }
+        reason = verdict.reason
+        self.quarantined_by_reason[reason] = self.quarantined_by_reason.get(reason, 0) + 1
         name = self.quarantine_key(key)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.lpush(name, orjson.dumps(entry))

@@ -73,6 +73,7 @@ class RefresherStats:
     batches_timed_out: int = 0
     last_cycle_at: float | None = None
     last_error: str | None = None
+    redis_errors: int = 0  # Redis failures that paused a cycle, a start or a batch (/metrics)
     outcomes: dict[str, int] = field(default_factory=dict)
 
 
@@ -96,6 +97,10 @@ class Refresher:
         self._last_expire = 0.0
         self._running = False
         self.stats = RefresherStats()
+        # How late the schedule runs, as of the last cycle (None before one): kept here so
+        # /metrics reads it without a registry round trip.
+        self.last_lag_s: float | None = None
+        self.last_lag_periods: float | None = None
 
     @property
     def running(self) -> bool:
@@ -117,6 +122,7 @@ class Refresher:
                     await self.cycle()
                 except _REDIS_DOWN as exc:
                     self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                    self.stats.redis_errors += 1
                     log.warning("refresher.redis_unavailable", error=self.stats.last_error)
                     await asyncio.sleep(max(self.settings.poll_s, 1.0))
                     continue
@@ -133,6 +139,7 @@ class Refresher:
                 return
             except _REDIS_DOWN as exc:
                 self.stats.last_error = f"{type(exc).__name__}: {exc}"
+                self.stats.redis_errors += 1
                 log.warning("refresher.start_delayed", error=self.stats.last_error, retry_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
@@ -175,9 +182,12 @@ class Refresher:
             )
         free = s.max_concurrent_instruments - len(self._busy)
         if free <= 0:
+            # Every slot busy is when the lag grows: still measure it, with one small read.
+            self._note_lag(await self._registry.due(now, limit=1), now)
             return 0
         asked = asyncio.get_running_loop().time()
         due = await self._registry.due(now, limit=max(32, 8 * s.max_concurrent_instruments))
+        self._note_lag(due, now)
         batches: dict[str, list[Tracked]] = {}
         for item in due:  # most overdue first: the batch order follows it
             symbol = item.key.symbol
@@ -192,6 +202,14 @@ class Refresher:
             task.add_done_callback(lambda _t, sym=symbol: self._batch_done(sym))
             started += 1
         return started
+
+    def _note_lag(self, due: Sequence[Tracked], now: float) -> None:
+        """Seconds the most overdue series is late, and the most refresh periods any of
+        ``due`` (the most overdue few) is late: one number an alert can hold against every
+        interval's own period."""
+        self.last_lag_s = max(0.0, now - due[0].next_due) if due else 0.0
+        late = ((now - t.next_due) / max(self._period(t, now), 1.0) for t in due)
+        self.last_lag_periods = max(late, default=0.0)
 
     def _batch_done(self, symbol: str) -> None:
         self._busy.pop(symbol, None)
@@ -212,6 +230,7 @@ class Refresher:
             # What is left stays due: the next cycle picks it up.
         except _REDIS_DOWN as exc:
             self.stats.last_error = f"{type(exc).__name__}: {exc}"
+            self.stats.redis_errors += 1
             log.warning("refresher.batch_redis_unavailable", symbol=symbol, error=self.stats.last_error)
         except Exception:  # a bug must not stop the other instruments' refreshes
             log.exception("refresher.batch_crashed", symbol=symbol)

@@ -6,11 +6,13 @@ leaves in Yahoo's error shape (proxy.errors), including aiohttp's own 404/405.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 
 import structlog
 from aiohttp import web
+from redis.exceptions import RedisError
 
 from policies.errors import UpstreamError
 from proxy import __version__
@@ -20,18 +22,25 @@ from proxy.keys import (
     CRUMB,
     FETCHER,
     HOT,
+    LIVE_CONFIG,
+    METRICS,
     PASSTHROUGH,
     QUALITY,
+    REDIS,
     REFRESHER,
     SERVICE,
     SETTINGS,
     UPSTREAM,
 )
+from proxy.metrics import metrics_handler
 from proxy.query import ChartQuery, check_query_string, parse_chart_query
+from proxy.status_page import render_status_html, wants_html
 from proxy.upstream import UpstreamClient
 from validators.contracts import check_contract
 
 log = structlog.get_logger("yfproxy.http")
+
+READY_REDIS_TIMEOUT_S = 1.0
 
 HANDSHAKE_HOSTS = frozenset({"fc.yahoo.com", "guce.yahoo.com", "consent.yahoo.com", "login.yahoo.com"})
 
@@ -76,14 +85,20 @@ def _handshake() -> web.Response:
 
 
 async def chart(request: web.Request) -> web.Response:
+    started = time.perf_counter()
     settings = request.app[SETTINGS]
-    check_query_string(request.query_string, limit=settings.server.max_query_chars)
-    query = _parse(request, time.time())
-    answer = await request.app[SERVICE].answer(
-        query,
-        accept_gzip="gzip" in request.headers.get("Accept-Encoding", ""),
-        if_none_match=request.headers.get("If-None-Match"),
-    )
+    try:
+        check_query_string(request.query_string, limit=settings.server.max_query_chars)
+        query = _parse(request, time.time())
+        answer = await request.app[SERVICE].answer(
+            query,
+            accept_gzip="gzip" in request.headers.get("Accept-Encoding", ""),
+            if_none_match=request.headers.get("If-None-Match"),
+        )
+    except Exception as exc:
+        request.app[METRICS].observe_chart_error(exc, time.perf_counter() - started)
+        raise
+    request.app[METRICS].observe_chart(answer.outcome, answer.status, time.perf_counter() - started)
     return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
 
 
@@ -134,38 +149,65 @@ async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+async def readyz(request: web.Request) -> web.Response:
+    """Ready to take traffic: Redis answers, and the refresher runs when it is meant to.
+    503 with the reasons otherwise, so a load balancer routes around this replica."""
+    problems: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(READY_REDIS_TIMEOUT_S):
+            await request.app[REDIS].ping()
+    except (TimeoutError, RedisError, OSError) as exc:
+        problems["redis"] = f"unreachable: {type(exc).__name__}: {exc}"[:200]
+    live = request.app[LIVE_CONFIG].current
+    if live.background.enabled and not request.app[REFRESHER].running:
+        problems["refresher"] = "not running"
+    checks = {"redis": "ok", "refresher": "ok" if live.background.enabled else "off", "config": "ok"}
+    checks.update(problems)
+    if problems:
+        return web.json_response(
+            {"status": "unready", "checks": checks}, status=503, headers={"Retry-After": "5"}
+        )
+    return web.json_response({"status": "ready", "checks": checks})
+
+
 async def status(request: web.Request) -> web.Response:
     """The core's slice of /status; the operations issue grows it to DESIGN.md's contract."""
     hot = request.app[HOT]
     fetcher = request.app[FETCHER]
     upstream = request.app[UPSTREAM]
     lookups = hot.hits + hot.misses
-    return web.json_response(
-        {
-            "version": __version__,
-            "breaker": upstream.breaker.snapshot(),
-            "timeouts": upstream.ladder.snapshot(),
-            "rate_limit": await _limiter_status(upstream),
-            "upstream": upstream.status(),
-            "cache": {
-                "hot_series": len(hot),
-                "hot_bodies": hot.body_count,
-                "hot_hit_ratio": round(hot.hits / lookups, 4) if lookups else None,
-                "invalidation_subscribed": hot.subscribed,
-            },
-            "refresher": {
-                **await request.app[REFRESHER].status(),
-                "queue_depth": fetcher.queue_depth,
-                "submitted": fetcher.stats.submitted,
-                "coalesced": fetcher.stats.coalesced,
-                "completed": fetcher.stats.completed,
-                "failed": fetcher.stats.failed,
-                "quarantined": fetcher.stats.quarantined,
-                "leased_elsewhere": fetcher.stats.leased_elsewhere,
-            },
-            "quality": await request.app[QUALITY].summary(),
-        }
-    )
+    doc = {
+        "version": __version__,
+        "config": request.app[LIVE_CONFIG].status(),
+        "breaker": upstream.breaker.snapshot(),
+        "timeouts": upstream.ladder.snapshot(),
+        "rate_limit": await _limiter_status(upstream),
+        "upstream": upstream.status(),
+        "cache": {
+            "hot_series": len(hot),
+            "hot_bodies": hot.body_count,
+            "hot_hit_ratio": round(hot.hits / lookups, 4) if lookups else None,
+            "invalidation_subscribed": hot.subscribed,
+        },
+        "refresher": {
+            **await request.app[REFRESHER].status(),
+            "queue_depth": fetcher.queue_depth,
+            "submitted": fetcher.stats.submitted,
+            "coalesced": fetcher.stats.coalesced,
+            "completed": fetcher.stats.completed,
+            "failed": fetcher.stats.failed,
+            "quarantined": fetcher.stats.quarantined,
+            "leased_elsewhere": fetcher.stats.leased_elsewhere,
+        },
+        "quality": await request.app[QUALITY].summary(),
+    }
+    # One URL, two formats: a browser gets the page (which polls this same URL for JSON).
+    if wants_html(request.headers.get("Accept")):
+        headers = {"Vary": "Accept", "Cache-Control": "no-store"}
+        return web.Response(
+            body=render_status_html(doc), content_type="text/html", charset="utf-8", headers=headers
+        )
+    return web.json_response(doc, headers={"Vary": "Accept"})
 
 
 async def _limiter_status(upstream: UpstreamClient) -> dict[str, object]:
@@ -185,5 +227,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/v8/finance/chart/{symbol}", chart)
     app.router.add_get("/v1/test/getcrumb", getcrumb)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
     app.router.add_get("/status", status)
+    app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/{tail:(v[0-9]+|ws)/.*}", passthrough)

@@ -76,7 +76,7 @@ class ChartService:
         self._hot = hot
         self._fetcher = fetcher
         self._negative = negative
-        self._settings = settings
+        self.settings = settings  # swapped whole by a runtime configuration update
         self._clock = clock
         self._loading: dict[SeriesKey, asyncio.Future[HotEntry | None]] = {}
 
@@ -95,7 +95,7 @@ class ChartService:
             now = self._clock()
         cut = self._cut(entry, query, now)
         series = entry.series
-        fresh = now - series.fetched_at <= self._settings.fresh_s(series.key.interval)
+        fresh = now - series.fetched_at <= self.settings.fresh_s(series.key.interval)
         end_covered = cut.view.end_by(now) <= series.coverage_end or fresh
         start_covered = series.coverage_start <= cut.view.required_start
         if not start_covered:
@@ -131,7 +131,7 @@ class ChartService:
         try:
             series = await self._store.load(query.series_key)
         except redis.exceptions.RedisError as exc:
-            retry_after = self._settings.retry_after_s
+            retry_after = self.settings.retry_after_s
             raise unavailable(f"cache unavailable: {type(exc).__name__}", retry_after) from exc
         return self._hot.put(series) if series is not None else None
 
@@ -139,14 +139,14 @@ class ChartService:
         # The shared (Redis) negative cache is consulted by the fetch job, once per burst.
         if self._negative.known_locally(query.symbol):
             raise not_found()
-        depth = self._settings.initial_depth_days(query.interval.name)
+        depth = self.settings.initial_depth_days(query.interval.name)
         start = min(approx_required_start(query, now), int(now) - depth * DAY)
         future, joined = self._fetcher.submit(query.series_key, start, FetchKind.MISS)
-        retry_after = self._settings.retry_after_s
-        if self._settings.on_miss == "reject":
+        retry_after = self.settings.retry_after_s
+        if self.settings.on_miss == "reject":
             raise unavailable("Data not cached yet; a fetch is queued, retry shortly", retry_after)
         try:
-            series = await asyncio.wait_for(asyncio.shield(future), self._settings.miss_wait_s)
+            series = await asyncio.wait_for(asyncio.shield(future), self.settings.miss_wait_s)
         except TimeoutError as exc:
             raise unavailable("Data not cached yet; still fetching, retry shortly", retry_after) from exc
         except UpstreamError as exc:
@@ -191,7 +191,7 @@ class ChartService:
         if_none_match: str | None,
     ) -> ChartAnswer:
         series = cut.entry.series
-        fresh_s = self._settings.fresh_s(series.key.interval)
+        fresh_s = self.settings.fresh_s(series.key.interval)
         age = max(0, int(now - series.fetched_at))
         ttl = max(0, fresh_s - age) if fresh else 0
         # Coverage of the asked window times the share of expected bars the series has.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -60,10 +60,16 @@ class UpstreamSettings:
 class UpstreamStats:
     requests: int = 0
     failures: dict[str, int] | None = None
+    # (endpoint, "ok" or a Category value) -> attempts; /metrics exposes it as a counter.
+    attempts: dict[tuple[str, str], int] = field(default_factory=dict)
 
     def failed(self, category: Category) -> None:
         self.failures = self.failures or {}
         self.failures[category.value] = self.failures.get(category.value, 0) + 1
+
+    def attempted(self, endpoint: str, outcome: str) -> None:
+        key = (endpoint, outcome)
+        self.attempts[key] = self.attempts.get(key, 0) + 1
 
 
 class UpstreamClient:
@@ -87,7 +93,7 @@ class UpstreamClient:
         self._transport = transport
         self._settings = settings
         self.limiter = limiter
-        self._budget_wait_s = budget_wait_s
+        self.budget_wait_s = budget_wait_s
         self._slots = asyncio.Semaphore(settings.max_concurrency)
         self._pace_lock = asyncio.Lock()
         self._next_start = 0.0
@@ -147,6 +153,7 @@ class UpstreamClient:
                 raw = await self._attempt(url, params, context, endpoint, accept_4xx)
             except UpstreamError as exc:
                 self.stats.failed(exc.category)
+                self.stats.attempted(endpoint, exc.category.value)
                 if exc.category in (Category.CONNECT_TIMEOUT, Category.READ_TIMEOUT):
                     self.ladder.on_timeout(endpoint)
                 decision = self.retry.decide(exc, attempt, time.monotonic())
@@ -157,6 +164,7 @@ class UpstreamClient:
                     raise
                 await asyncio.sleep(decision.delay_s)
             else:
+                self.stats.attempted(endpoint, "ok")
                 self.ladder.on_success(endpoint)
                 return raw
 
@@ -205,7 +213,7 @@ class UpstreamClient:
             await self._pace()
             return
         try:
-            await self.limiter.acquire(endpoint, max_wait_s=self._budget_wait_s)
+            await self.limiter.acquire(endpoint, max_wait_s=self.budget_wait_s)
         except UpstreamError as exc:
             exc.context = context
             raise

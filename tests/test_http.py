@@ -232,6 +232,12 @@ async def test_health_and_status(app_client: tuple[TestClient, CountingTransport
     assert [issue["code"] for issue in row["issues"]] == ["time.missing_last_session"]
     assert 0.5 < row["score"] < 1.0 and row["completeness"] < 1.0 and row["below_threshold"] is False
     assert quality["quarantined"] == [] and quality["below_threshold"] == 0
+    # A browser gets the page, with the same series in it; JSON clients keep getting JSON.
+    browser = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    page = await client.get("/status", headers={"Accept": browser})
+    assert page.headers["Content-Type"].startswith("text/html") and page.headers["Vary"] == "Accept"
+    assert "MSFT|1d|0" in await page.text()
+    assert (await client.get("/status", headers={"Accept": "*/*"})).content_type == "application/json"
 
 
 async def test_unexpected_errors_leave_in_yahoo_shape(aiohttp_client: ClientFactory) -> None:
