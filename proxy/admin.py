@@ -4,18 +4,25 @@ request needs ``Authorization: Bearer <token>``, compared in constant time."""
 from __future__ import annotations
 
 import hmac
+import time
 import tomllib
 from typing import Any
 
 import orjson
+import structlog
 from aiohttp import web
 
 from proxy.config import ConfigError, merge_update
-from proxy.keys import LIVE_CONFIG, QUALITY, SETTINGS
+from proxy.errors import YahooError
+from proxy.fetcher import FetchKind
+from proxy.keys import FETCHER, LIVE_CONFIG, QUALITY, REFRESHER, REGISTRY, SETTINGS, STORE
+from proxy.query import parse_chart_query
 from proxy.runtime import apply
+from proxy.series import SeriesKey
 from proxy.store import parse_tag
 
 MAX_CONFIG_BYTES = 64 * 1024
+log = structlog.get_logger("yfproxy.admin")
 
 
 def _authorised(request: web.Request) -> None:
@@ -89,7 +96,63 @@ def _refused(status: int, problems: list[str]) -> web.Response:
     )
 
 
+async def refresh(request: web.Request) -> web.Response:
+    """Refresh a symbol now: every tracked series of it, or one interval (?interval=1m)."""
+    _authorised(request)
+    keys = await _series_of(request)
+    now = time.time()
+    fetcher, registry, store = request.app[FETCHER], request.app[REGISTRY], request.app[STORE]
+    for key in keys:
+        stored = await store.load(key)
+        start = request.app[REFRESHER].start_of(key, stored, int(now))
+        fetcher.submit(key, start, FetchKind.STALE if stored is not None else FetchKind.MISS)
+        # Tracked from now on (an operator asked for it), and due now for the refresher.
+        await registry.record_activity({}, {key: now})
+    log.info("admin.refresh", series=[k.tag for k in keys])
+    return web.json_response({"queued": [k.tag for k in keys]}, status=202)
+
+
+async def purge(request: web.Request) -> web.Response:
+    """Delete a symbol's stored series (all, or ?interval=): bad data an operator wants gone.
+    Listed instruments are fetched again from scratch; others stop being tracked."""
+    _authorised(request)
+    keys = await _series_of(request)
+    registry, gate, store = request.app[REGISTRY], request.app[QUALITY], request.app[STORE]
+    now = time.time()
+    for key in keys:
+        await store.delete(key)  # also tells every replica's hot layer
+        await gate.forget(key)
+        tracked = await registry.get(key)
+        if tracked is not None and tracked.configured:
+            await registry.reschedule(key, now)
+        else:
+            await registry.untrack(key)
+    log.warning("admin.purge", series=[k.tag for k in keys])
+    return web.json_response({"purged": [k.tag for k in keys]})
+
+
+async def _series_of(request: web.Request) -> list[SeriesKey]:
+    symbol = request.match_info["symbol"]
+    interval = request.query.get("interval")
+    prepost = request.query.get("prepost", "0") in ("1", "true")
+    try:
+        # The chart route's own validation: the same symbols and intervals, the same errors.
+        query = parse_chart_query(
+            symbol, {"interval": interval or "1d", "includePrePost": str(prepost).lower()}, now=time.time()
+        )
+    except YahooError as exc:
+        raise web.HTTPBadRequest(reason=exc.description) from None
+    if interval is not None:
+        return [query.series_key]
+    tracked = [t.key for t in await request.app[REGISTRY].all() if t.key.symbol == query.symbol]
+    if not tracked:
+        raise web.HTTPNotFound(reason=f"{query.symbol} has no tracked series; name one with ?interval=")
+    return sorted(tracked, key=lambda k: (k.interval, k.prepost))
+
+
 def add_admin_routes(app: web.Application) -> None:
     app.router.add_get("/admin/quarantine", quarantine)
+    app.router.add_post("/admin/refresh/{symbol}", refresh)
+    app.router.add_delete("/admin/series/{symbol}", purge)
     app.router.add_get("/admin/config", get_config)
     app.router.add_post("/admin/config", post_config)

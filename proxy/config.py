@@ -597,8 +597,8 @@ class FeaturesConfig(_Section):
     )
     strict_cache_only: bool = Field(
         False,
-        description="Serve only what is stored: a miss answers 503 + Retry-After at once and queues "
-        "no fetch; only listed instruments are fetched.",
+        description="Serve only what is stored: chart requests never start a fetch (a miss answers "
+        "503 + Retry-After at once); the refresher fetches what clients asked for in the background.",
     )
     passthrough: bool = Field(
         True, description="Pass the upstream.passthrough_allow paths through to Yahoo; off = refused."

@@ -242,7 +242,7 @@ class Refresher:
         key = item.key
         now = self._clock()
         stored = await self._store.load(key)
-        start = self._start_of(key, stored, int(now))
+        start = self.start_of(key, stored, int(now))
         future, _ = self._fetcher.submit(key, start, FetchKind.MISS if stored is None else FetchKind.STALE)
         try:
             series = await asyncio.shield(future)
@@ -261,7 +261,8 @@ class Refresher:
         self._queue_backfills(series)
         return outcome
 
-    def _start_of(self, key: SeriesKey, stored: Series | None, now: int) -> int:
+    def start_of(self, key: SeriesKey, stored: Series | None, now: int) -> int:
+        """Where a refresh of ``key`` starts: the tail of what is stored, or its full depth."""
         if stored is None or stored.coverage_end == 0:
             return now - self.settings.initial_depth_days(key.interval) * DAY
         last_bar = int(stored.bars.ts[-1]) if len(stored.bars) else None

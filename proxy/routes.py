@@ -12,6 +12,7 @@ import time
 
 import structlog
 from aiohttp import web
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from policies.errors import UpstreamError
@@ -200,6 +201,7 @@ async def status(request: web.Request) -> web.Response:
             "leased_elsewhere": fetcher.stats.leased_elsewhere,
         },
         "quality": await request.app[QUALITY].summary(),
+        "redis": await _redis_status(request.app[REDIS]),
     }
     # One URL, two formats: a browser gets the page (which polls this same URL for JSON).
     if wants_html(request.headers.get("Accept")):
@@ -208,6 +210,23 @@ async def status(request: web.Request) -> web.Response:
             body=render_status_html(doc), content_type="text/html", charset="utf-8", headers=headers
         )
     return web.json_response(doc, headers={"Vary": "Accept"})
+
+
+async def _redis_status(client: Redis) -> dict[str, object]:
+    """Memory and size of the Redis the series live in (sizing: docs/performance.md, Storage)."""
+    try:
+        async with asyncio.timeout(READY_REDIS_TIMEOUT_S):
+            memory = await client.info("memory")
+            keys = await client.dbsize()
+    except (TimeoutError, RedisError, OSError) as exc:
+        return {"reachable": False, "error": f"{type(exc).__name__}: {exc}"[:200]}
+    return {
+        "reachable": True,
+        "used_memory": memory.get("used_memory"),
+        "used_memory_human": memory.get("used_memory_human"),
+        "maxmemory": memory.get("maxmemory"),
+        "keys": keys,
+    }
 
 
 async def _limiter_status(upstream: UpstreamClient) -> dict[str, object]:

@@ -78,6 +78,7 @@ def service_settings(config: Config) -> ServiceSettings:
     cache = config.cache
     return ServiceSettings(
         on_miss=cache.on_miss,
+        strict=config.features.strict_cache_only,
         miss_wait_s=cache.miss_wait_s,
         fresh_s=lambda interval: cache.fresh_s[interval],
         initial_depth_days=lambda interval: cache.initial_depth_days[interval],

@@ -40,6 +40,9 @@ class ServiceSettings:
     fresh_s: Callable[[str], int]
     initial_depth_days: Callable[[str], int]
     retry_after_s: int = 5
+    # features.strict_cache_only: chart requests never start a fetch (the refresher does,
+    # in the background, for what clients asked for); a miss is a 503 at once.
+    strict: bool = False
 
 
 @dataclass(slots=True)
@@ -98,9 +101,9 @@ class ChartService:
         fresh = now - series.fetched_at <= self.settings.fresh_s(series.key.interval)
         end_covered = cut.view.end_by(now) <= series.coverage_end or fresh
         start_covered = series.coverage_start <= cut.view.required_start
-        if not start_covered:
+        if not start_covered and not self.settings.strict:
             self._fetcher.submit(series.key, cut.view.required_start, FetchKind.BACKFILL)
-        if not end_covered:
+        if not end_covered and not self.settings.strict:
             self._fetcher.submit(series.key, self._refresh_start(series), FetchKind.STALE)
             if self._activity is not None:
                 self._activity.bump(series.key, now)  # and to the front of the refresher's queue
@@ -139,10 +142,14 @@ class ChartService:
         # The shared (Redis) negative cache is consulted by the fetch job, once per burst.
         if self._negative.known_locally(query.symbol):
             raise not_found()
+        retry_after = self.settings.retry_after_s
+        if self.settings.strict:
+            raise unavailable(
+                "Data not cached yet; it is fetched in the background, retry shortly", retry_after
+            )
         depth = self.settings.initial_depth_days(query.interval.name)
         start = min(approx_required_start(query, now), int(now) - depth * DAY)
         future, joined = self._fetcher.submit(query.series_key, start, FetchKind.MISS)
-        retry_after = self.settings.retry_after_s
         if self.settings.on_miss == "reject":
             raise unavailable("Data not cached yet; a fetch is queued, retry shortly", retry_after)
         try:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 import redis.asyncio as aioredis
 from aiohttp.test_utils import TestClient
 
 from proxy.app import create_app
-from proxy.keys import QUALITY
+from proxy.keys import QUALITY, REGISTRY, STORE
 from proxy.quality import Verdict
 from proxy.series import Bars, SeriesKey
 from tests.test_http import ClientFactory, CountingTransport, make_config
@@ -69,3 +71,34 @@ async def test_quarantine_lists_refused_batches(
     status = await (await client.get("/status")).json()
     assert status["quality"]["quarantined"][0]["series"] == "ES=F|1m|0"
     assert TOKEN not in await (await client.get("/status")).text()
+
+
+async def test_refresh_and_purge_a_series(
+    aiohttp_client: ClientFactory, redis_url: str, redis_client: aioredis.Redis
+) -> None:
+    transport = CountingTransport()
+    client = await aiohttp_client(
+        create_app(make_config(redis_url, YFPROXY__ADMIN__TOKEN=TOKEN), transport=transport)
+    )
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    key = SeriesKey("MSFT", "1d", False)
+    resp = await client.post("/admin/refresh/MSFT", params={"interval": "1d"}, headers=auth)
+    assert resp.status == 202 and await resp.json() == {"queued": ["MSFT|1d|0"]}
+    store = client.app[STORE]
+    async with asyncio.timeout(5):
+        while await store.load(key) is None:
+            await asyncio.sleep(0.02)
+    assert transport.calls == ["http://upstream.test/v8/finance/chart/MSFT"]
+    tracked = await client.app[REGISTRY].get(key)
+    assert tracked is not None  # rescheduled: the refresher knows it now
+    # Without ?interval the symbol's tracked series are refreshed.
+    again = await client.post("/admin/refresh/msft", headers=auth)
+    assert again.status == 202 and (await again.json())["queued"] == ["MSFT|1d|0"]
+    assert (await client.post("/admin/refresh/AAPL", headers=auth)).status == 404  # nothing tracked
+    assert (await client.post("/admin/refresh/..%2Fetc", headers=auth)).status == 400
+    assert (await client.post("/admin/refresh/MSFT", params={"interval": "4m"}, headers=auth)).status == 400
+    purged = await client.delete("/admin/series/MSFT", params={"interval": "1d"}, headers=auth)
+    assert purged.status == 200 and await purged.json() == {"purged": ["MSFT|1d|0"]}
+    assert await store.load(key) is None
+    assert await client.app[REGISTRY].get(key) is None  # not a listed instrument: untracked
+    assert (await client.delete("/admin/series/MSFT", params={"interval": "1d"})).status == 401

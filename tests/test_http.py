@@ -220,6 +220,7 @@ async def test_health_and_status(app_client: tuple[TestClient, CountingTransport
     assert status["rate_limit"]["current_rps"] == 1000
     assert status["rate_limit"]["endpoints"]["chart"]["fallback"] is False
     assert "version" in status
+    assert status["redis"]["reachable"] is True and status["redis"]["used_memory"] > 0
     assert status["quality"]["gate"] == "on" and status["quality"]["series"] == []
     # A fetched series shows up with its score and open issues.
     params = recording("MSFT_89b82124b6").params

@@ -171,3 +171,19 @@ async def test_sighup_rereads_the_file_and_keeps_the_old_config_when_it_is_bad(
     finally:
         for name in env:
             os.environ.pop(name, None)
+
+
+async def test_strict_cache_only_never_fetches_from_a_chart_request(
+    aiohttp_client: ClientFactory, redis_url: str, redis_client: aioredis.Redis
+) -> None:
+    client = await _client(aiohttp_client, redis_url)
+    transport = client.app[UPSTREAM]._transport  # the CountingTransport
+    status, _ = await _post(client, "[features]\nstrict_cache_only = true\n")
+    assert status == 200
+    resp = await client.get("/v8/finance/chart/MSFT", params={"interval": "1d", "range": "1mo"})
+    assert resp.status == 503 and int(resp.headers["Retry-After"]) > 0
+    await asyncio.sleep(0.1)
+    assert transport.calls == []  # no fetch started by the request
+    status, _ = await _post(client, "[features]\nstrict_cache_only = false\n")
+    resp = await client.get("/v8/finance/chart/MSFT", params={"interval": "1d", "range": "1mo"})
+    assert resp.status == 200 and len(transport.calls) == 1
