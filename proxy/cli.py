@@ -72,7 +72,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     loaded = _load(args.config)
     config = loaded.config
-    configure_logging(config.logging.level, config.logging.format)
+    configure_logging(config.logging.level, config.logging.format, config.logging.components)
     import structlog
 
     log = structlog.get_logger("yfproxy")
@@ -102,7 +102,7 @@ def _run_worker(config: Any, *, reuse_port: bool, source: Any = None) -> None:
     from proxy.logs import configure_logging
 
     _never_proxy_ourselves()
-    configure_logging(config.logging.level, config.logging.format)
+    configure_logging(config.logging.level, config.logging.format, config.logging.components)
     web.run_app(
         create_app(config, config_source=source),  # SIGHUP re-reads source
         host=config.server.host,

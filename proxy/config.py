@@ -615,10 +615,26 @@ class LoggingConfig(_Section):
         "auto = console on a TTY, json otherwise.",
     )
 
+    components: dict[str, Literal["debug", "info", "warning", "error"]] = Field(
+        default_factory=dict,
+        description="Per component (logger name, e.g. yfproxy.fetcher or yfproxy.refresher; the "
+        "longest matching prefix wins): its lowest level logged.",
+    )
+
     @field_validator("level", "format", mode="before")
     @classmethod
     def _lowercase(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("components", mode="before")
+    @classmethod
+    def _component_levels(cls, value: object) -> object:
+        if not isinstance(value, dict):
+            return value
+        for name in value:
+            if not isinstance(name, str) or not name.startswith("yfproxy"):
+                raise ValueError(f"component {name!r}: names start with 'yfproxy' (e.g. yfproxy.fetcher)")
+        return {name: lvl.lower() if isinstance(lvl, str) else lvl for name, lvl in value.items()}
 
 
 class LegacyConfig(_Section):

@@ -134,4 +134,4 @@ def _apply_components(app: web.Application, old: Config, new: Config) -> None:
     app[SERVICE].settings = service_settings(new)
     app[REFRESHER].settings = refresher_settings(new)
     if new.logging != old.logging:
-        configure_logging(new.logging.level, new.logging.format)
+        configure_logging(new.logging.level, new.logging.format, new.logging.components)
