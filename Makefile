@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= proxy.toml
 SIM_PORT ?= 9000
 
-.PHONY: install run demo sim test test-fast lint format bench bench-ratelimit bench-validators bench-refresher clean
+.PHONY: install run demo sim test test-fast lint format bench bench-ratelimit bench-validators bench-refresher loadtest docs clean
 
 $(STAMP): pyproject.toml client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,15 @@ bench-validators: $(STAMP)
 # Dashboard traffic against the refresher on a simulated clock (60 simulated minutes).
 bench-refresher: $(STAMP)
 	$(PY) -m bench.refresher_replay
+
+# Locust against a proxy + simulator it starts (LOAD_USERS=100, LOAD_RUN_TIME=60s); fails
+# when the locustfile's thresholds are missed. Reports in reports/locust*.
+loadtest: $(STAMP)
+	$(PY) -m loadtests.run_load
+
+# Regenerate docs/configuration.md from the config schema (a test fails when it drifts).
+docs: $(STAMP)
+	$(PY) -m proxy.config_doc --write
 
 clean:
 	rm -rf $(VENV) .yfproxy .coverage .coverage.* htmlcov reports

@@ -1030,8 +1030,14 @@ def _type_name(annotation: Any) -> str:
         return f"list of {_type_name(args[0])}s"
     if origin is dict:
         key = _strip_annotated(args[0])
-        key_name = "endpoint" if typing.get_origin(key) is Literal else "interval"
-        inner = "setting -> number" if typing.get_origin(args[1]) is dict else _type_name(args[1])
+        value = _strip_annotated(args[1])
+        if typing.get_origin(key) is Literal:
+            key_name = "endpoint"
+        elif typing.get_origin(value) is Literal:
+            key_name = "component"  # logging.components: logger name -> level
+        else:
+            key_name = "interval"
+        inner = "setting -> number" if typing.get_origin(value) is dict else _type_name(value)
         return f"table of {key_name} -> {inner}"
     names = {str: "string", int: "integer", float: "number", bool: "boolean", SecretStr: "secret string"}
     return names.get(annotation, getattr(annotation, "__name__", str(annotation)))

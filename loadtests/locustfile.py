@@ -1,0 +1,122 @@
+"""Dashboard traffic for yfproxy: `make loadtest` runs it headless against a proxy and a
+simulator it starts (loadtests/run_load.py); `locust -f loadtests/locustfile.py --host
+http://127.0.0.1:8080` runs it against one already running.
+
+Users are trading dashboards: each loads 10 instruments × 5 timeframes the way yfinance
+and a data service ask (range= and exchange-midnight period1/period2, the time-zone
+probe, a crumb parameter), revalidates with If-None-Match, and now and then asks for an
+unknown symbol or sends bad input, which must get Yahoo's 4xx (counted as a success when
+it does). Chart loads are grouped under one name per timeframe, so thresholds apply to
+what users wait on.
+
+Thresholds (an ``events.quitting`` check sets the exit code): no failures; chart loads
+p95 <= LOAD_P95_MS and p99 <= LOAD_P99_MS (env, defaults 10 and 25 ms).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+from typing import Any
+
+from locust import FastHttpUser, between, events, task
+
+FUTURES = ["ES=F", "NQ=F", "YM=F", "RTY=F", "CL=F", "GC=F", "SI=F", "ZN=F", "ZB=F", "6E=F"]
+TIMEFRAMES = {"1m": "1d", "5m": "5d", "15m": "5d", "1h": "1mo", "1d": "1y"}
+P95_MS = float(os.environ.get("LOAD_P95_MS", "10"))
+P99_MS = float(os.environ.get("LOAD_P99_MS", "25"))
+MAX_FAIL_RATIO = float(os.environ.get("LOAD_MAX_FAIL_RATIO", "0"))
+CRUMB = "Xyz1AbC2dEf"
+
+
+class Dashboard(FastHttpUser):
+    # A user looks at the page for a while before the next action: 100 users are then
+    # about 500 chart loads a second, a busy desk's worth of dashboards.
+    wait_time = between(5.0, 15.0)
+
+    def on_start(self) -> None:
+        self.etags: dict[str, str] = {}
+
+    def _chart(self, symbol: str, params: dict[str, str], name: str) -> None:
+        query = "&".join(f"{k}={v}" for k, v in {**params, "crumb": CRUMB}.items())
+        path = f"/v8/finance/chart/{symbol}?{query}"
+        with self.client.get(path, name=name, catch_response=True) as resp:
+            if resp.status_code != 200:
+                resp.failure(f"{resp.status_code} for {symbol} {params}")
+                return
+            etag = resp.headers.get("ETag")
+            if etag:
+                self.etags[path] = etag
+
+    @task(10)
+    def load_dashboard(self) -> None:
+        for symbol in FUTURES:
+            for interval, period in TIMEFRAMES.items():
+                self._chart(symbol, {"interval": interval, "range": period}, f"chart {interval}")
+
+    @task(3)
+    def yfinance_history(self) -> None:
+        symbol = random.choice(FUTURES)
+        # yfinance's history(start, end): period1/period2 at exchange midnight (New York).
+        today = int(time.time()) // 86400 * 86400 + 5 * 3600
+        params = {
+            "interval": "1d", "period1": str(today - 90 * 86400), "period2": str(today),
+            "includePrePost": "false", "events": "div,splits,capitalGains",
+        }  # fmt: skip
+        self._chart(symbol, params, "chart 1d period")
+        # ...and the time-zone probe it sends first for symbols it has not cached.
+        self._chart(symbol, {"interval": "1d", "range": "1d"}, "tz probe")
+
+    @task(3)
+    def revalidate(self) -> None:
+        if not self.etags:
+            return
+        path, etag = random.choice(list(self.etags.items()))
+        with self.client.get(
+            path, headers={"If-None-Match": etag}, name="revalidate", catch_response=True
+        ) as resp:
+            if resp.status_code not in (200, 304):
+                resp.failure(f"revalidation answered {resp.status_code}")
+
+    @task(1)
+    def unknown_symbol(self) -> None:
+        with self.client.get(
+            "/v8/finance/chart/NOPE" + str(random.randint(1, 50)) + "?interval=1d&range=5d",
+            name="unknown symbol (404 expected)",
+            catch_response=True,
+        ) as resp:
+            if resp.status_code == 404 and b'"Not Found"' in (resp.content or b""):
+                resp.success()
+            else:
+                resp.failure(f"expected Yahoo's 404, got {resp.status_code}")
+
+    @task(1)
+    def bad_input(self) -> None:
+        with self.client.get(
+            "/v8/finance/chart/ES=F?interval=4m&range=1d",
+            name="bad input (400 expected)",
+            catch_response=True,
+        ) as resp:
+            if resp.status_code == 400 and b"Invalid input" in (resp.content or b""):
+                resp.success()
+            else:
+                resp.failure(f"expected Yahoo's 400, got {resp.status_code}")
+
+
+@events.quitting.add_listener
+def check_thresholds(environment: Any, **_kw: Any) -> None:
+    stats = environment.stats
+    problems = []
+    if stats.total.fail_ratio > MAX_FAIL_RATIO:
+        problems.append(f"failure ratio {stats.total.fail_ratio:.4f} > {MAX_FAIL_RATIO}")
+    for entry in stats.entries.values():
+        if not entry.name.startswith("chart ") or not entry.num_requests:
+            continue
+        p95, p99 = entry.get_response_time_percentile(0.95), entry.get_response_time_percentile(0.99)
+        if p95 > P95_MS or p99 > P99_MS:
+            problems.append(f"{entry.name}: p95 {p95} ms, p99 {p99} ms (limits {P95_MS:g} / {P99_MS:g})")
+    for problem in problems:
+        logging.error("threshold missed: %s", problem)
+    environment.process_exit_code = 1 if problems else 0
