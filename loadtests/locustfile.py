@@ -23,8 +23,8 @@ from typing import Any
 
 from locust import FastHttpUser, between, events, task
 
-FUTURES = ["ES=F", "NQ=F", "YM=F", "RTY=F", "CL=F", "GC=F", "SI=F", "ZN=F", "ZB=F", "6E=F"]
-TIMEFRAMES = {"1m": "1d", "5m": "5d", "15m": "5d", "1h": "1mo", "1d": "1y"}
+from loadtests.workload import FUTURES, TIMEFRAMES
+
 P95_MS = float(os.environ.get("LOAD_P95_MS", "10"))
 P99_MS = float(os.environ.get("LOAD_P99_MS", "25"))
 MAX_FAIL_RATIO = float(os.environ.get("LOAD_MAX_FAIL_RATIO", "0"))

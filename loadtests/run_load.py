@@ -21,8 +21,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from loadtests.locustfile import FUTURES, TIMEFRAMES
 from loadtests.processes import ROOT, start_proxy, start_redis
+from loadtests.workload import FUTURES, TIMEFRAMES
 from loadtests.yahoo_sim.testing import start_simulator
 
 REPORTS = ROOT / "reports"
