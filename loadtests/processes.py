@@ -76,7 +76,9 @@ class ProxyProcess:
             self.proc.wait(5)
 
 
-def start_proxy(upstream: str, redis_url: str, tmp: Path, **env: str) -> ProxyProcess:
+def start_proxy(
+    upstream: str, redis_url: str, tmp: Path, *, config: Path | None = None, **env: str
+) -> ProxyProcess:
     port = free_port()
     log = tmp / f"proxy-{port}.log"
     environ = {
@@ -96,7 +98,11 @@ def start_proxy(upstream: str, redis_url: str, tmp: Path, **env: str) -> ProxyPr
     }
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "proxy", "serve"], cwd=ROOT, env=environ, stdout=out, stderr=out
+            [sys.executable, "-m", "proxy", "serve", *(["--config", str(config)] if config else [])],
+            cwd=ROOT,
+            env=environ,
+            stdout=out,
+            stderr=out,
         )
     proxy = ProxyProcess(f"http://127.0.0.1:{port}", proc, log)
     deadline = time.monotonic() + 30

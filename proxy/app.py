@@ -9,8 +9,9 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 import structlog
@@ -23,7 +24,7 @@ from policies.ratelimit import SharedRateLimiter
 from policies.retry import LEGACY_DELAY_S
 from proxy.activity import ActivityRecorder
 from proxy.admin import add_admin_routes
-from proxy.config import UPSTREAM_ENDPOINTS, Config, ConfigError, load_config
+from proxy.config import UPSTREAM_ENDPOINTS, Config, ConfigError, load_config, merge_update
 from proxy.embedded_redis import ensure_redis
 from proxy.fetcher import FetchCoordinator, NegativeCache
 from proxy.hot import HotLayer, listen_for_invalidations
@@ -70,6 +71,7 @@ def create_app(
     transport: Transport | None = None,
     clock: Callable[[], float] = time.time,
     config_source: Path | None = None,
+    reload_overrides: Mapping[str, Any] | None = None,
 ) -> web.Application:
     """The proxy. ``config_source``: the file ``config`` came from, re-read on SIGHUP."""
     app = web.Application(middlewares=[yahoo_front])
@@ -82,7 +84,7 @@ def create_app(
     app.cleanup_ctx.append(_upstream_ctx(transport))
     app.cleanup_ctx.append(_service_ctx(clock))
     if config_source is not None:
-        app.on_startup.append(_reload_on_sighup(config_source))
+        app.on_startup.append(_reload_on_sighup(config_source, reload_overrides or {}))
         app.on_cleanup.append(_stop_sighup)
     add_routes(app)
     add_admin_routes(app)
@@ -237,8 +239,11 @@ def _service_ctx(clock: Callable[[], float]) -> Callable[[web.Application], Asyn
     return ctx
 
 
-def _reload_on_sighup(source: Path) -> Callable[[web.Application], Awaitable[None]]:
-    """On SIGHUP, read ``source`` again (with the environment) and apply it like an update."""
+def _reload_on_sighup(
+    source: Path, overrides: Mapping[str, Any]
+) -> Callable[[web.Application], Awaitable[None]]:
+    """On SIGHUP, read ``source`` again (with the environment, then ``overrides``: what the
+    process was started with beyond the file) and apply it like an update."""
 
     pending: set[asyncio.Future[None]] = set()  # reloads in progress, kept referenced
 
@@ -249,7 +254,8 @@ def _reload_on_sighup(source: Path) -> Callable[[web.Application], Awaitable[Non
             live = app[LIVE_CONFIG]
             try:
                 loaded = load_config(source, os.environ)
-                changed = await apply(app, live, loaded.config, source="sighup")
+                config = merge_update(loaded.config, overrides) if overrides else loaded.config
+                changed = await apply(app, live, config, source="sighup")
             except ConfigError as exc:
                 log.warning("config.reload_refused", source=str(source), problems=exc.problems)
                 return

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import multiprocessing
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -95,7 +96,9 @@ def _never_proxy_ourselves() -> None:
     yfproxy_client.uninstall()
 
 
-def _run_worker(config: Any, *, reuse_port: bool, source: Any = None) -> None:
+def _run_worker(
+    config: Any, *, reuse_port: bool, source: Any = None, overrides: dict[str, Any] | None = None
+) -> None:
     from aiohttp import web
 
     from proxy.app import create_app
@@ -104,7 +107,7 @@ def _run_worker(config: Any, *, reuse_port: bool, source: Any = None) -> None:
     _never_proxy_ourselves()
     configure_logging(config.logging.level, config.logging.format, config.logging.components)
     web.run_app(
-        create_app(config, config_source=source),  # SIGHUP re-reads source
+        create_app(config, config_source=source, reload_overrides=overrides),  # SIGHUP re-reads source
         host=config.server.host,
         port=config.server.port,
         reuse_port=reuse_port,
@@ -133,10 +136,28 @@ def _serve_many(config: Any, *, source: Any = None) -> int:
     redis_cfg = config.redis.model_copy(update={"url": url, "embedded": False})
     shared = config.model_copy(update={"redis": redis_cfg})
     context = multiprocessing.get_context("spawn")
+    # A worker re-reading the file on SIGHUP must see the Redis this parent chose, or the
+    # reload would look like a change of a start-only key and be refused.
+    overrides = {"redis": {"url": url, "embedded": False}}
     workers = [
-        context.Process(target=_run_worker, args=(shared,), kwargs={"reuse_port": True, "source": source})
+        context.Process(
+            target=_run_worker,
+            args=(shared,),
+            kwargs={"reuse_port": True, "source": source, "overrides": overrides},
+        )
         for _ in range(config.server.workers)
     ]
+
+    def forward(signum: int, _frame: object) -> None:
+        for worker in workers:
+            if worker.pid is not None and worker.is_alive():
+                os.kill(worker.pid, signum)
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # one way out: the finally below stops workers and Redis
+
+    signal.signal(signal.SIGHUP, forward)  # each worker reloads its own configuration
+    signal.signal(signal.SIGTERM, stop)
     try:
         for worker in workers:
             worker.start()

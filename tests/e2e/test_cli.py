@@ -12,6 +12,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from proxy import __version__
 from tests.conftest import free_port
 
@@ -115,6 +117,38 @@ def test_two_workers_share_the_port(simulator: Any, redis_url: str, tmp_path: Pa
         for _ in range(20):
             with urllib.request.urlopen(url, timeout=40) as resp:
                 assert resp.status == 200
+    finally:
+        started.stop()
+
+
+def test_workers_reload_on_sighup_and_stop_on_sigterm(simulator: Any, redis_url: str, tmp_path: Path) -> None:
+    import json
+    import signal
+
+    from tests.e2e.conftest import start_proxy
+
+    toml = tmp_path / "proxy.toml"
+    toml.write_text("[validation]\nmin_quality = 0.5\n")
+    db_url = redis_url.rsplit("/", 1)[0] + "/6"
+    started = start_proxy(simulator.base_url, db_url, tmp_path, config=toml, YFPROXY__SERVER__WORKERS="2")
+    try:
+        toml.write_text("[validation]\nmin_quality = 0.6\n")
+        started.proc.send_signal(signal.SIGHUP)  # to the parent: it forwards to each worker
+        deadline = time.monotonic() + 20
+        while True:
+            answers = []
+            for _ in range(12):  # SO_REUSEPORT spreads these over both workers
+                with urllib.request.urlopen(f"{started.url}/status", timeout=10) as resp:
+                    doc = json.load(resp)
+                answers.append((doc["config"]["generation"], doc["quality"]["min_quality"]))
+            if set(answers) == {(1, 0.6)}:
+                break
+            assert time.monotonic() < deadline, answers
+            time.sleep(0.3)
+        started.proc.send_signal(signal.SIGTERM)
+        assert started.proc.wait(20) == 0
+        with pytest.raises(OSError):  # no orphaned worker still serves the port
+            urllib.request.urlopen(f"{started.url}/healthz", timeout=2)
     finally:
         started.stop()
 
