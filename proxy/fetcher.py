@@ -34,7 +34,7 @@ from proxy.upstream import UpstreamClient
 log = structlog.get_logger("yfproxy.fetcher")
 
 # Keep a margin inside Yahoo's limits so a request built a moment ago is not refused.
-_LIMIT_MARGIN_S = 600
+LIMIT_MARGIN_S = 600  # public: proxy.schedule clamps windows the same way
 # A first fetch asks for the widest window Yahoo allows; trimming its oldest hour is
 # cheaper than spending a second request on it.
 _TRIM_S = 3600
@@ -302,11 +302,11 @@ def _covers(running_end: int | None, wanted_end: int | None) -> bool:
 def fetch_chunks(interval: Interval, start: int, end: int, now: int) -> list[tuple[int, int]]:
     """Split ``[start, end)`` into windows Yahoo answers, newest first."""
     if interval.lookback_days is not None:
-        start = max(start, now - interval.lookback_days * DAY + _LIMIT_MARGIN_S)
+        start = max(start, now - interval.lookback_days * DAY + LIMIT_MARGIN_S)
     start = min(start, end - 1)
     if interval.per_request_days is None:
         return [(start, end)]
-    width = interval.per_request_days * DAY - _LIMIT_MARGIN_S
+    width = interval.per_request_days * DAY - LIMIT_MARGIN_S
     if end - start - width <= _TRIM_S:
         start = max(start, end - width)
     chunks = []

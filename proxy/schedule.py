@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 
-from proxy.fetcher import _LIMIT_MARGIN_S, fetch_chunks
+from proxy.fetcher import LIMIT_MARGIN_S, fetch_chunks
 from proxy.intervals import DAY, Interval, lookup
 from validators.calendars import sessions
 
@@ -186,7 +186,7 @@ def _reachable_from(info: Interval, now: int) -> int | None:
     """The oldest time Yahoo still serves for ``info`` (with fetch_chunks' safety margin)."""
     if info.lookback_days is None:
         return None
-    return now - info.lookback_days * DAY + _LIMIT_MARGIN_S
+    return now - info.lookback_days * DAY + LIMIT_MARGIN_S
 
 
 def tail_window(series_coverage_end: int, last_bar: int | None, interval: str, now: int) -> tuple[int, int]:
