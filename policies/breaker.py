@@ -224,8 +224,15 @@ class BreakerMirror:
     async def stop(self, timeout_s: float = 2.0) -> None:
         """Stop the task, then try one last write so readers see the final state."""
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            # Cancel until it ends: redis-py can swallow a cancellation that lands inside a
+            # command, and the loop would then wait for the next change forever.
+            for _ in range(50):
+                if self._task.done():
+                    break
+                self._task.cancel()
+                await asyncio.wait([self._task], timeout=0.1)
+            if self._task.done() and not self._task.cancelled():
+                self._task.exception()
             self._task = None
         try:
             await asyncio.wait_for(self.write(), timeout_s)

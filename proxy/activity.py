@@ -19,6 +19,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from proxy.series import SeriesKey
+from proxy.tasks import cancel_requested
 
 log = structlog.get_logger("yfproxy.activity")
 
@@ -98,6 +99,8 @@ class ActivityRecorder:
             while True:
                 await asyncio.sleep(every_s)
                 await self._flush_logged(registry)
+                if cancel_requested():  # swallowed inside a redis command: stop anyway
+                    raise asyncio.CancelledError
         except asyncio.CancelledError:
             try:
                 await asyncio.wait_for(self._flush_logged(registry), final_flush_limit_s)

@@ -5,7 +5,6 @@ closed in reverse."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import time
@@ -124,9 +123,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listener
+        await cancel_all([listener])  # re-cancels: redis-py can swallow a cancellation
 
 
 def _upstream_ctx(transport: Transport | None) -> Callable[[web.Application], AsyncIterator[None]]:

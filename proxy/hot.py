@@ -21,6 +21,7 @@ import structlog
 
 from proxy.series import Series, SeriesKey
 from proxy.store import parse_invalidation
+from proxy.tasks import cancel_requested
 from proxy.window import SeriesIndex
 
 log = structlog.get_logger("yfproxy.hot")
@@ -149,7 +150,14 @@ async def listen_for_invalidations(
             # Anything could have changed while we were not listening.
             hot.clear()
             hot.subscribed = True
-            async for message in pubsub.listen():
+            while True:
+                # Polled, not pubsub.listen(): a cancellation redis-py swallows inside the read
+                # is seen here within a second instead of never.
+                message = await pubsub.get_message(timeout=1.0)
+                if cancel_requested():
+                    raise asyncio.CancelledError
+                if message is None:
+                    continue
                 data = message.get("data")
                 parsed = parse_invalidation(data.decode() if isinstance(data, bytes) else str(data))
                 if parsed is not None:

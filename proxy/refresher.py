@@ -34,7 +34,7 @@ from proxy.registry import Tracked, TrackedRegistry
 from proxy.schedule import ScheduleSettings, backfill_windows, next_due, refresh_period, tail_window
 from proxy.series import Series, SeriesKey
 from proxy.store import SeriesStore
-from proxy.tasks import cancel_all
+from proxy.tasks import cancel_all, cancel_requested
 from validators.calendars import calendar_for
 
 log = structlog.get_logger("yfproxy.refresher")
@@ -127,6 +127,8 @@ class Refresher:
                     await asyncio.sleep(max(self.settings.poll_s, 1.0))
                     continue
                 await asyncio.sleep(self.settings.poll_s)
+                if cancel_requested():  # swallowed inside a redis command: stop anyway
+                    raise asyncio.CancelledError
         finally:
             self._running = False
             await cancel_all(list(self._busy.values()))

@@ -11,6 +11,12 @@ import asyncio
 from collections.abc import Iterable
 
 
+def cancel_requested() -> bool:
+    """True when the running task was asked to stop, even if the CancelledError was lost."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 async def cancel_all(tasks: Iterable[asyncio.Task[object]], *, rounds: int = 50, wait_s: float = 0.1) -> None:
     """Cancel ``tasks`` until all are done (at most ``rounds`` x ``wait_s``); never raises."""
     pending = [task for task in tasks if not task.done()]
