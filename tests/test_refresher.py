@@ -17,6 +17,7 @@ from urllib.parse import unquote
 import pytest
 import redis.asyncio as aioredis
 
+from bench.refresher_replay import SimClock as Clock
 from loadtests.yahoo_sim.config import SimConfig
 from loadtests.yahoo_sim.testing import InProcessSimulator, start_in_process
 from proxy.activity import ActivityRecorder
@@ -36,19 +37,6 @@ from proxy.upstream import UpstreamClient, UpstreamSettings
 WEDNESDAY = calendar.timegm((2026, 11, 18, 15, 0, 0))  # 10:00 New York: CME and NYSE open
 SATURDAY = calendar.timegm((2026, 11, 21, 12, 0, 0))  # everything closed
 PREFIX = "r"
-
-
-class Clock:
-    def __init__(self, now: float, sim: InProcessSimulator) -> None:
-        self.now, self.sim = now, sim
-        sim.set_now(now)
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-        self.sim.set_now(self.now)
 
 
 class Seen:

@@ -36,7 +36,6 @@ stretch does not make every tick a spike.
 
 from __future__ import annotations
 
-import datetime as dt
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,7 +45,16 @@ import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
 from proxy.series import Bars
-from validators.report import CheckResult, IndexArray, QualityIssue, Severity, span
+from validators.report import (
+    SHOWN,
+    CheckResult,
+    QualityIssue,
+    Severity,
+    grouped_issue,
+    plural,
+    span,
+    utc,
+)
 
 REL_TOL = 1e-6
 NEIGHBOURS = 5  # bars on each side; the median of 5 shrugs off two outliers
@@ -55,7 +63,6 @@ SPIKE_K = 8.0
 JUMP_K = 8.0  # a close-to-close move this many typical ranges starts a level shift
 SCALE_FLOOR_REL = 5e-4  # 5 bp of price: a spike must exceed SPIKE_K * 5 bp = 0.4 %
 VOLUME_SUPPORT = 2.0
-SHOWN = 3  # bars named in an issue's detail
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
@@ -203,15 +210,6 @@ def rollover_issues(bars: Bars, moves: Moves, windows: Sequence[tuple[int, int]]
     return out
 
 
-def utc(ts: int) -> str:
-    """A bar time for issue details: short, UTC, sortable."""
-    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%MZ")
-
-
-def plural(count: int, noun: str = "bar") -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
 def _windows(values: FloatArray, k: int) -> FloatArray:
     """Row i holds values[i-k .. i+k] (NaN beyond the ends): k before, the bar, k after."""
     pad = np.full(k, np.nan)
@@ -273,18 +271,7 @@ def _spike_issue(bars: Bars, moves: Moves) -> QualityIssue:
 
 
 def _grouped(code: str, severity: Severity, bars: Bars, mask: BoolArray, what: str) -> QualityIssue:
-    index: IndexArray = np.flatnonzero(mask).astype(np.intp)
-    start, end = span(bars.ts, index)
-    shown = "; ".join(_describe(bars, int(i)) for i in index[:SHOWN])
-    more = f" (+{index.size - SHOWN} more)" if index.size > SHOWN else ""
-    return QualityIssue(
-        code=code,
-        severity=severity,
-        detail=f"{plural(index.size)} {what}: {shown}{more}",
-        start=start,
-        end=end,
-        count=int(index.size),
-    )
+    return grouped_issue(code, severity, bars.ts, mask, what, lambda i: _describe(bars, i))
 
 
 def _describe(bars: Bars, i: int) -> str:

@@ -9,6 +9,8 @@ object to the same bar). ``score.combine`` turns the results of all checks into 
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -92,3 +94,34 @@ def span(ts: npt.NDArray[np.int64], index: IndexArray) -> tuple[int | None, int 
         return None, None
     picked = ts[index]
     return int(picked.min()), int(picked.max())
+
+
+SHOWN = 3  # bars named in an issue's detail
+
+
+def utc(ts: int) -> str:
+    """A bar time for issue details: short, UTC, sortable."""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%MZ")
+
+
+def plural(count: int, noun: str = "bar") -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def grouped_issue(
+    code: str,
+    severity: Severity,
+    ts: npt.NDArray[np.int64],
+    mask: npt.NDArray[np.bool_],
+    what: str,
+    describe: Callable[[int], str],
+    sep: str = "; ",
+) -> QualityIssue:
+    """One issue for every bar in ``mask``: its span, its count, the first few described."""
+    index: IndexArray = np.flatnonzero(mask).astype(np.intp)
+    start, end = span(ts, index)
+    shown = sep.join(describe(int(i)) for i in index[:SHOWN])
+    more = f" (+{index.size - SHOWN} more)" if index.size > SHOWN else ""
+    return QualityIssue(
+        code, severity, f"{plural(index.size)} {what}: {shown}{more}", start, end, int(index.size)
+    )

@@ -31,8 +31,16 @@ import numpy as np
 import numpy.typing as npt
 
 from proxy.series import VOLUME_NULL, Bars
-from validators.ohlc import SHOWN, plural, utc
-from validators.report import CheckResult, IndexArray, QualityIssue, Severity, span
+from validators.report import (
+    CheckResult,
+    IndexArray,
+    QualityIssue,
+    Severity,
+    grouped_issue,
+    plural,
+    span,
+    utc,
+)
 
 ISOLATED_MAX = 2
 ZERO_RUN_MIN_S = 15 * 60
@@ -161,15 +169,7 @@ def _run_issue(bars: Bars, mask: BoolArray, runs: int) -> QualityIssue:
 
 
 def _grouped(code: str, severity: Severity, bars: Bars, mask: BoolArray, what: str) -> QualityIssue:
-    index: IndexArray = np.flatnonzero(mask).astype(np.intp)
-    start, end = span(bars.ts, index)
-    shown = ", ".join(f"{utc(int(bars.ts[i]))} volume={bars.volume[i]}" for i in index[:SHOWN])
-    more = f" (+{index.size - SHOWN} more)" if index.size > SHOWN else ""
-    return QualityIssue(
-        code=code,
-        severity=severity,
-        detail=f"{plural(index.size)} {what}: {shown}{more}",
-        start=start,
-        end=end,
-        count=int(index.size),
-    )
+    def describe(i: int) -> str:
+        return f"{utc(int(bars.ts[i]))} volume={bars.volume[i]}"
+
+    return grouped_issue(code, severity, bars.ts, mask, what, describe, sep=", ")
