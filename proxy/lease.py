@@ -24,6 +24,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from proxy.series import SeriesKey
+from proxy.tasks import cancel_all, cancel_requested
 
 log = structlog.get_logger("yfproxy.lease")
 
@@ -107,6 +108,8 @@ async def _keep(lease: Lease, confirmed: float) -> None:
         sent = loop.time()
         try:
             renewed = await lease.renew()
+            if cancel_requested():  # a cancellation redis-py swallowed inside renew()
+                raise asyncio.CancelledError
         except (RedisError, OSError) as exc:
             # A blip is survivable while the last renewal still holds; after that another
             # replica may have taken the lease.
@@ -122,7 +125,9 @@ async def _keep(lease: Lease, confirmed: float) -> None:
 
 
 async def _release_quietly(lease: Lease, keeper: asyncio.Task[None]) -> None:
-    await asyncio.wait([keeper])
+    # Re-cancels until the keeper has ended: a cancellation that lands inside its renew()
+    # can be swallowed by redis-py, and waiting once would then wait forever.
+    await cancel_all([keeper])
     try:
         await lease.release()
     except (RedisError, OSError) as exc:
