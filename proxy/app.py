@@ -9,6 +9,7 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +116,9 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[SETTINGS]
-    store = SeriesStore(app[REDIS], config.redis.key_prefix)
+    # One thread: merges queue behind each other instead of fighting over the GIL.
+    cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix="yfproxy-merge")
+    store = SeriesStore(app[REDIS], config.redis.key_prefix, cpu=cpu)
     hot = HotLayer(config.cache.hot_series, config.cache.hot_bodies)
     app[STORE] = store
     app[HOT] = hot
@@ -124,6 +127,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         await cancel_all([listener])  # re-cancels: redis-py can swallow a cancellation
+        cpu.shutdown(wait=False, cancel_futures=True)
 
 
 def _upstream_ctx(transport: Transport | None) -> Callable[[web.Application], AsyncIterator[None]]:

@@ -10,10 +10,12 @@ leaves the old or the new series, never a mix (ADR 0002).
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import redis.asyncio as aioredis
@@ -35,6 +37,8 @@ redis.call('PUBLISH', ARGV[7], ARGV[8] .. '\n' .. version)
 return version
 """
 _MAX_CAS_RETRIES = 5
+_A = TypeVar("_A")
+_R = TypeVar("_R")
 
 # Sees the stored series (None: nothing stored) and the upstream answer; returns the
 # answer to merge (possibly with bars repaired) or None to refuse it.
@@ -56,8 +60,12 @@ class ConflictError(RuntimeError):
 
 
 class SeriesStore:
-    def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
+    def __init__(self, redis: aioredis.Redis, prefix: str, *, cpu: Executor | None = None) -> None:
+        """``cpu``: where a merge decodes, validates, merges and encodes (tens of ms for a
+        long minute series). The app gives it one thread of its own, so that work does not
+        hold up the event loop that answers clients; None runs it inline."""
         self.redis = redis
+        self._cpu = cpu
         self.prefix = prefix
         self.channel = f"{prefix}:invalidate"
         self._index_key = f"{prefix}:series-index"
@@ -67,13 +75,7 @@ class SeriesStore:
         return f"{self.prefix}:{{{series.tag}}}:series"
 
     async def load(self, key: SeriesKey) -> Series | None:
-        fields = await self.redis.hgetall(self.key(key))
-        if not fields:
-            return None
-        try:
-            return _decode(key, fields)
-        except (CodecError, orjson.JSONDecodeError, KeyError, ValueError):
-            return None
+        return _decode_or_none(key, await self.redis.hgetall(self.key(key)))
 
     async def merge(
         self,
@@ -90,15 +92,15 @@ class SeriesStore:
 
         ``gate`` sees the stored series and the answer and may repair or refuse the answer;
         ``annotate`` may add derived fields (the quality score) before the write. Both run
-        again when a concurrent writer forces a retry, on the newer stored series.
+        again when a concurrent writer forces a retry, on the newer stored series. They run
+        on the store's CPU executor when it has one, so they must not touch the event loop.
         """
-        for _ in range(_MAX_CAS_RETRIES):
-            current = await self.load(key)
+
+        def prepare(fields: dict[Any, Any]) -> tuple[Series | None, Series | None, list[bytes]]:
+            current = _decode_or_none(key, fields)
             admitted = payload if gate is None else gate(current, payload)
             if admitted is None:
-                if current is not None:
-                    return current
-                raise ValueError(f"the gate refused the first answer for {key}, and nothing is stored")
+                return current, None, []
             merged = merge_series(
                 current,
                 key,
@@ -109,14 +111,28 @@ class SeriesStore:
             )
             if annotate is not None:
                 annotate(merged)
-            version = await self._write(merged, current.version if current else 0)
+            return current, merged, _encode(merged)
+
+        for _ in range(_MAX_CAS_RETRIES):
+            fields = await self.redis.hgetall(self.key(key))
+            current, merged, encoded = await self._cpu_bound(prepare, fields)
+            if merged is None:
+                if current is not None:
+                    return current
+                raise ValueError(f"the gate refused the first answer for {key}, and nothing is stored")
+            version = await self._write(merged, current.version if current else 0, encoded)
             if version >= 0:
                 merged.version = version
                 return merged
         raise ConflictError(f"series {key} kept changing during merge")
 
-    async def _write(self, series: Series, expected_version: int) -> int:
-        args = [str(expected_version), *_encode(series), self.channel, series.key.tag]
+    async def _cpu_bound(self, fn: Callable[[_A], _R], arg: _A) -> _R:
+        if self._cpu is None:
+            return fn(arg)
+        return await asyncio.get_running_loop().run_in_executor(self._cpu, fn, arg)
+
+    async def _write(self, series: Series, expected_version: int, encoded: list[bytes] | None = None) -> int:
+        args = [str(expected_version), *(encoded or _encode(series)), self.channel, series.key.tag]
         version = int(await self._cas(keys=[self.key(series.key)], args=args))
         if version > 0:
             # The index lives in its own slot, so it is not part of the atomic write: it only
@@ -194,6 +210,17 @@ def _encode(series: Series) -> list[bytes]:
         orjson.dumps(series.events),
         orjson.dumps(info),
     ]
+
+
+def _decode_or_none(key: SeriesKey, fields: dict[Any, Any]) -> Series | None:
+    """None for a series that is not stored, and for one that no longer decodes (it is then
+    replaced by the next merge rather than failing every request)."""
+    if not fields:
+        return None
+    try:
+        return _decode(key, fields)
+    except (CodecError, orjson.JSONDecodeError, KeyError, ValueError):
+        return None
 
 
 def _decode(key: SeriesKey, fields: dict[Any, Any]) -> Series:
