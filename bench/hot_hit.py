@@ -1,5 +1,7 @@
 """Fresh hit of a ~60 KB chart body: yfproxy vs nginx serving the same bytes from a
-file, vs a bare aiohttp handler returning them from memory (the Python ceiling).
+file, vs a bare aiohttp handler returning them (and the same headers) from memory: the
+Python ceiling. Then hits cut from the same series with non-aligned period1/period2,
+repeated (one URL) and first (a new cut each request), against the fresh hit.
 
 Each server gets the same wrk load in the same run; the result is the ratio, which
 is what carries over between machines. Plain and gzip. Needs redis-server, nginx
@@ -32,18 +34,33 @@ DURATION_S = int(os.environ.get("BENCH_DURATION_S", "5"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 BARS = 640  # about 60 KB of Yahoo JSON at 1m
 
+# The same bytes and the same response headers as yfproxy's answer (captured from it), so
+# the ratio measures yfproxy's own work, not a difference in what is sent.
 BARE_SERVER = """
-import sys
+import json, sys
 from aiohttp import web
 body = open(sys.argv[1], "rb").read()
 gz = open(sys.argv[1] + ".gz", "rb").read()
+headers = json.load(open(sys.argv[1] + ".headers.json"))
 async def handle(request):
     if "gzip" in request.headers.get("Accept-Encoding", ""):
-        return web.Response(body=gz, headers={"Content-Type": "application/json", "Content-Encoding": "gzip"})
-    return web.Response(body=body, content_type="application/json")
+        return web.Response(body=gz, headers=headers["gzip"])
+    return web.Response(body=body, headers=headers["plain"])
 app = web.Application()
 app.router.add_get("/{tail:.*}", handle)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[2]), access_log=None, print=None)
+"""
+# Headers aiohttp writes itself (or that wrk's load makes differ per answer).
+_OWN_HEADERS = {"date", "server", "content-length", "connection", "keep-alive", "transfer-encoding"}
+# A new cut on every request: period2 steps back one bar per request over CUTS bars, more
+# than the hot layer keeps rendered per series (hot_bodies / hot_series * 4 = 32).
+CUTS = 100
+FIRST_CUT_LUA = """
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("GET", "{path}" .. ({period2} - (counter % {cuts}) * 60))
+end
 """
 
 NGINX_CONF = """
@@ -82,15 +99,29 @@ def wait_http(url: str, timeout_s: float = 30) -> None:
             time.sleep(0.1)
 
 
-def wrk(url: str, gzip: bool) -> float:
-    args = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{DURATION_S}s", url]
+def wrk(url: str, gzip: bool, script: Path | None = None) -> tuple[float, float]:
+    """Requests/s and p99 latency (ms) of one wrk run."""
+    args = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{DURATION_S}s", "--latency", url]
     if gzip:
         args[1:1] = ["-H", "Accept-Encoding: gzip"]
+    if script is not None:
+        args[1:1] = ["-s", str(script)]
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if match is None or "Non-2xx" in out:
+    rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
+    if rate is None or p99 is None or "Non-2xx" in out:
         raise RuntimeError(f"wrk failed against {url}:\n{out}")
-    return float(match.group(1))
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+    return float(rate.group(1)), round(float(p99.group(1)) * scale, 3)
+
+
+def captured_headers(url: str, gzip: bool) -> tuple[bytes, dict[str, str]]:
+    request = urllib.request.Request(url, headers={"Accept-Encoding": "gzip"} if gzip else {})
+    with urllib.request.urlopen(request) as resp:
+        body = resp.read()
+        if resp.headers.get("Cache-Status", "").split(";")[1:2] != [" hit"]:
+            raise RuntimeError(f"not a fresh hit: {resp.headers.get('Cache-Status')}")
+        return body, {k: v for k, v in resp.headers.items() if k.lower() not in _OWN_HEADERS}
 
 
 async def seed(redis_url: str) -> None:
@@ -112,7 +143,7 @@ async def seed(redis_url: str) -> None:
     await store.merge(
         SeriesKey("BENCH", "1m", False),
         payload,
-        window_start=start - 86400,
+        window_start=start - 12 * 86400,  # coverage vouches for range=5d: a fresh hit
         window_end=int(time.time()) + 60,
         fetched_at=time.time(),
     )
@@ -141,15 +172,26 @@ def main() -> int:
                "YFPROXY__UPSTREAM__TRANSPORT": "aiohttp", "YFPROXY__CACHE__ON_MISS": "reject",
                "YFPROXY__LOGGING__LEVEL": "warning", "YFPROXY__CACHE__FRESH_S__1M": "86400"}  # fmt: skip
         procs.append(subprocess.Popen([sys.executable, "-m", "proxy", "serve"], cwd=ROOT, env=env))
-        chart = f"http://127.0.0.1:{proxy_port}/v8/finance/chart/BENCH?interval=1m&range=5d"
+        base = f"http://127.0.0.1:{proxy_port}/v8/finance/chart/BENCH?interval=1m"
+        chart = f"{base}&range=5d"
         wait_http(chart)
-        with urllib.request.urlopen(chart) as resp:
-            body = resp.read()
+        body, plain_headers = captured_headers(chart, gzip=False)
+        gz_body, gz_headers = captured_headers(chart, gzip=True)
         (work / "www").mkdir()
         (work / "www" / "chart.json").write_bytes(body)
-        import gzip as gz
-
-        (work / "www" / "chart.json.gz").write_bytes(gz.compress(body, 6, mtime=0))
+        (work / "www" / "chart.json.gz").write_bytes(gz_body)
+        (work / "www" / "chart.json.headers.json").write_text(
+            json.dumps({"plain": plain_headers, "gzip": gz_headers})
+        )
+        # Cuts: period1 before the first bar and period2 just short of now, neither on a
+        # bar boundary: nearly the same bars as the fresh hit, cut and rendered anew.
+        now = int(time.time())
+        period1, period2 = now - 3 * 86400 + 17, now - 29
+        cut = f"{base}&period1={period1}&period2={period2}"
+        wait_http(cut)
+        lua = work / "first-cut.lua"
+        path = f"/v8/finance/chart/BENCH?interval=1m&period1={period1}&period2="
+        lua.write_text(FIRST_CUT_LUA.format(path=path, period2=period2, cuts=CUTS))
 
         nginx_port = free_port()
         (work / "nginx.conf").write_text(NGINX_CONF.format(dir=work, port=nginx_port))
@@ -165,17 +207,25 @@ def main() -> int:
         for url in targets.values():
             wait_http(url)
         results: dict[str, dict[str, float]] = {}
+        p99: dict[str, dict[str, float]] = {}
         for mode in ("plain", "gzip"):
-            results[mode] = {name: wrk(url, mode == "gzip") for name, url in targets.items()}
+            runs = {name: wrk(url, mode == "gzip") for name, url in targets.items()}
+            runs["cut-repeated"] = wrk(cut, mode == "gzip")
+            runs["cut-first"] = wrk(cut, mode == "gzip", script=lua)
+            results[mode] = {name: rate for name, (rate, _) in runs.items()}
+            p99[mode] = {name: ms for name, (_, ms) in runs.items()}
         report = {
             "body_bytes": len(body),
             "connections": CONNECTIONS,
             "duration_s": DURATION_S,
             "requests_per_s": results,
+            "p99_ms": p99,
             "ratios": {
                 mode: {
                     "yfproxy/nginx": round(r["yfproxy"] / r["nginx"], 3),
                     "yfproxy/aiohttp-bare": round(r["yfproxy"] / r["aiohttp-bare"], 3),
+                    "cut-repeated/yfproxy": round(r["cut-repeated"] / r["yfproxy"], 3),
+                    "cut-first/yfproxy": round(r["cut-first"] / r["yfproxy"], 3),
                 }
                 for mode, r in results.items()
             },

@@ -69,6 +69,12 @@ class ActivityRecorder:
         else:
             self.dropped += 1
 
+    def forget(self, key: SeriesKey) -> None:
+        """Drop what was gathered for ``key``: a symbol upstream does not know must not be
+        entered in the refresher's registry (no I/O)."""
+        self._counts.pop(key, None)
+        self._bumps.pop(key, None)
+
     @property
     def pending(self) -> int:
         """Distinct series waiting for the next flush (counted and bumped)."""

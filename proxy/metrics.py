@@ -2,9 +2,11 @@
 
 Two kinds, by how they change:
 
-- Chart requests are counted on the hot path with prometheus-client's Counter and Histogram,
-  each (cache status, code) pair's children bound once and kept in a dict, so a request
-  costs a tuple lookup, an increment and an observation.
+- Chart requests are counted on the hot path in plain dicts of ints (``ChartTally``) and
+  exposed as a counter and a histogram family when Prometheus scrapes. prometheus-client's
+  Counter and Histogram take a lock per update: 3.2 µs a request against 0.5 µs here, and
+  the hot hit has a budget of a few µs over a bare aiohttp handler (docs/performance.md).
+  The event loop is the only writer, so no lock is needed.
 - Everything a component already counts or holds (upstream attempts, quarantined batches,
   Redis errors, limiter rate, breaker, timeout ladder, fetch queue, refresher lag, quality
   scores) is read when Prometheus scrapes, by ``AppCollector``: no background task, nothing
@@ -26,14 +28,22 @@ quarantine reasons), except ``series`` on the quality score, which is capped at
 from __future__ import annotations
 
 import asyncio
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator
+from itertools import accumulate
 
 import redis.exceptions
 import structlog
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.utils import floatToGoString
 
 from policies.errors import Category
 from proxy.config import UPSTREAM_ENDPOINTS
@@ -58,36 +68,65 @@ BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
 SCRAPE_READ_TIMEOUT_S = 0.5
 
 
+class ChartTally:
+    """Chart requests by (cache status, code) and their latency histogram by cache status."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, int], int] = {}
+        # Per cache status: one count per bucket of CHART_BUCKETS (value <= bound) and +Inf.
+        self.buckets: dict[str, list[int]] = {}
+        self.sums: dict[str, float] = {}
+
+    def observe(self, cache: str, status: int, seconds: float) -> None:
+        key = (cache, status)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        buckets = self.buckets.get(cache)
+        if buckets is None:
+            buckets = self.buckets[cache] = [0] * (len(CHART_BUCKETS) + 1)
+            self.sums[cache] = 0.0
+        buckets[bisect_left(CHART_BUCKETS, seconds)] += 1
+        self.sums[cache] += seconds
+
+    def collect(self) -> Iterator[Metric]:
+        requests = CounterMetricFamily(
+            "yfproxy_chart_requests",
+            "Chart requests answered, by cache status (RFC 9211 Cache-Status) and HTTP status code.",
+            labels=("cache", "code"),
+        )
+        for (cache, status), count in sorted(self.counts.items()):
+            requests.add_metric((cache, str(status)), count)
+        yield requests
+        latency = HistogramMetricFamily(
+            "yfproxy_chart_request_duration_seconds",
+            "Time in the chart handler, from routing to the response object, by cache status.",
+            labels=("cache",),
+        )
+        bounds = [*(floatToGoString(b) for b in CHART_BUCKETS), "+Inf"]
+        for cache, buckets in sorted(self.buckets.items()):
+            cumulative = list(accumulate(buckets))
+            latency.add_metric((cache,), list(zip(bounds, cumulative, strict=True)), self.sums[cache])
+        yield latency
+
+
 class Metrics:
     """One app's registry, its hot-path metrics, and the hooks the chart handler calls."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self._requests = Counter(
-            "yfproxy_chart_requests",
-            "Chart requests answered, by cache status (RFC 9211 Cache-Status) and HTTP status code.",
-            ("cache", "code"),
-            registry=self.registry,
-        )
-        self._latency = Histogram(
-            "yfproxy_chart_request_duration_seconds",
-            "Time in the chart handler, from routing to the response object, by cache status.",
-            ("cache",),
-            buckets=CHART_BUCKETS,
-            registry=self.registry,
-        )
-        self._children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+        self.chart = ChartTally()
+        self.registry.register(self.chart)
         self.chart_redis_errors = 0
         self.scrape_redis_errors = 0
         for cache in CACHE_STATUSES:
-            self._bind(cache, 200)  # the common series exist from the start: rate() needs two points
+            # The common series exist from the start: rate() needs two points.
+            self.chart.counts[(cache, 200)] = 0
+            self.chart.buckets[cache] = [0] * (len(CHART_BUCKETS) + 1)
+            self.chart.sums[cache] = 0.0
 
     def observe_chart(self, cache: str, status: int, seconds: float) -> None:
-        children = self._children.get((cache, status))
-        if children is None:
-            children = self._bind(cache, status)
-        children[0].inc()
-        children[1].observe(seconds)
+        # Bounded: cache is one of CACHE_STATUSES or "none", status one of the few codes the
+        # proxy itself answers chart requests with.
+        self.chart.observe(cache, status, seconds)
 
     def observe_chart_error(self, exc: BaseException, seconds: float) -> None:
         """A chart request that left by an exception (Yahoo-shaped 4xx/5xx, or a crash → 500)."""
@@ -97,13 +136,6 @@ class Metrics:
             exc.__cause__, redis.exceptions.RedisError
         ):
             self.chart_redis_errors += 1
-
-    def _bind(self, cache: str, status: int) -> tuple[Counter, Histogram]:
-        # Bounded: cache is one of CACHE_STATUSES or "none", status one of the few codes the
-        # proxy itself answers chart requests with.
-        children = (self._requests.labels(cache, str(status)), self._latency.labels(cache))
-        self._children[(cache, status)] = children
-        return children
 
     async def refresh(self, app: web.Application) -> None:
         """The few async reads a scrape needs, bounded: the limiter's shared buckets (peeked,

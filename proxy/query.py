@@ -20,7 +20,7 @@ import calendar
 import datetime as dt
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from proxy.errors import bad_request, not_found, unprocessable
 from proxy.intervals import DAY, VALID_INTERVALS, VALID_RANGES, Interval, lookup
@@ -83,12 +83,14 @@ class ChartQuery:
     period1: int | None  # unix seconds
     period2: int | None  # unix seconds, as asked (may lie in the future); now when not asked
     events: frozenset[str]  # subset of EVENTS
+    # Derived once: the hot path asks for it several times per request.
+    series_key: SeriesKey = field(init=False, compare=False, repr=False)
 
-    @property
-    def series_key(self) -> SeriesKey:
+    def __post_init__(self) -> None:
         # includePrePost changes nothing in daily and longer bars (measured: IBM 1d with
         # includePrePost=True is plain daily bars), so they share one series.
-        return SeriesKey(self.symbol, self.interval.name, self.prepost and self.interval.intraday)
+        key = SeriesKey(self.symbol, self.interval.name, self.prepost and self.interval.intraday)
+        object.__setattr__(self, "series_key", key)
 
     @property
     def range_echo(self) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 import redis.exceptions
 import structlog
 
-from policies.errors import UpstreamError
+from policies.errors import Category, UpstreamError
 from proxy.fetcher import FetchCoordinator, FetchKind
 from proxy.intervals import DAY, lookup
 from proxy.registry import Tracked, TrackedRegistry
@@ -249,6 +249,12 @@ class Refresher:
         try:
             series = await asyncio.shield(future)
         except UpstreamError as exc:
+            if exc.category is Category.NOT_FOUND and stored is None and not item.configured:
+                # A client asked for a symbol Yahoo does not know: nothing to keep fresh.
+                await self._registry.untrack(key)
+                self.stats.outcomes["untracked"] = self.stats.outcomes.get("untracked", 0) + 1
+                log.info("refresher.untracked_unknown", series=str(key))
+                return "untracked"
             return await self._failed(item, exc, now)
         outcome = "unchanged" if stored is not None and series.version == stored.version else "ok"
         self.stats.refreshes += 1

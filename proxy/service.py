@@ -54,6 +54,21 @@ class ChartAnswer:
 
 
 @dataclass(slots=True)
+class _Hit:
+    """A fresh hit's whole answer, reused for the same query within the same second: every
+    part of it (window cut, Age, TTL, completeness) changes at most once a second."""
+
+    query: ChartQuery
+    entry: HotEntry
+    settings: ServiceSettings
+    second: int
+    answer: ChartAnswer
+
+
+_HITS_MAX = 4096
+
+
+@dataclass(slots=True)
 class _Cut:
     entry: HotEntry
     view: WindowView
@@ -82,19 +97,39 @@ class ChartService:
         self.settings = settings  # swapped whole by a runtime configuration update
         self._clock = clock
         self._loading: dict[SeriesKey, asyncio.Future[HotEntry | None]] = {}
+        # Keyed by the query object's id and whether gzip was accepted: the router keeps one
+        # ChartQuery per URL for a minute, so a dashboard's repeated URL finds its answer
+        # with a dict lookup. The entry identity check drops it when the series changes.
+        self._hits: dict[tuple[int, bool], _Hit] = {}
 
     async def answer(
         self, query: ChartQuery, *, accept_gzip: bool = False, if_none_match: str | None = None
     ) -> ChartAnswer:
         now = self._clock()
+        key = query.series_key
         if self._activity is not None:
-            self._activity.note(query.series_key, now)  # a dict update: no I/O on this path
+            self._activity.note(key, now)  # a dict update: no I/O on this path
+        if if_none_match is None:
+            hit = self._hits.get((id(query), accept_gzip))
+            if (
+                hit is not None
+                and hit.second == int(now)
+                and hit.query is query
+                and hit.settings is self.settings
+                and hit.entry is self._hot.get(key)
+            ):
+                return hit.answer
         entry = await self._entry(query)
         miss: CacheOutcome | None = None
         if entry is None:
             if self._activity is not None:
-                self._activity.bump(query.series_key, now)
-            entry, miss = await self._wait_for_miss(query, now)
+                self._activity.bump(key, now)
+            try:
+                entry, miss = await self._wait_for_miss(query, now)
+            except YahooError as exc:
+                if exc.status == 404 and self._activity is not None:
+                    self._activity.forget(key)  # nothing to keep fresh for an unknown symbol
+                raise
             now = self._clock()
         cut = self._cut(entry, query, now)
         series = entry.series
@@ -115,7 +150,13 @@ class ChartService:
         elif not end_covered:
             # With the breaker open, say why the data is stale: Yahoo is failing, not us.
             outcome = "stale-breaker" if self._upstream_down() else "stale"
-        return self._respond(cut, outcome, now, fresh, accept_gzip, if_none_match)
+        answer = self._respond(cut, outcome, now, fresh, accept_gzip, if_none_match)
+        if outcome == "hit" and answer.status == 200:
+            # Only plain hits are reused: the other outcomes queue work on every request.
+            if len(self._hits) >= _HITS_MAX:
+                self._hits.clear()
+            self._hits[(id(query), accept_gzip)] = _Hit(query, entry, self.settings, int(now), answer)
+        return answer
 
     async def _entry(self, query: ChartQuery) -> HotEntry | None:
         key = query.series_key

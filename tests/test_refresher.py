@@ -255,6 +255,24 @@ async def test_requested_series_are_tracked_then_age_out(rig: Rig) -> None:
     assert await rig.registry.get(key) is None
 
 
+async def test_a_requested_symbol_upstream_does_not_know_is_untracked(rig: Rig) -> None:
+    activity = ActivityRecorder()
+    unknown, known = SeriesKey("NOPE", "15m", False), SeriesKey("CL=F", "15m", False)
+    rig.refresher.settings = replace(rig.refresher.settings, active=(), intervals=("5m",))
+    await rig.refresher._start()
+    for key in (unknown, known):
+        activity.note(key, rig.clock())
+    await activity.flush(rig.registry)
+    await rig.settle()
+    assert await rig.registry.get(unknown) is None
+    assert await rig.registry.get(known) is not None
+    assert len(rig.seen.of("NOPE", "15m")) == 1  # asked once, never again
+    rig.clock.advance(3600)
+    await rig.settle()
+    assert len(rig.seen.of("NOPE", "15m")) == 1
+    assert (await rig.refresher.status())["outcomes"]["untracked"] == 1
+
+
 async def test_gaps_become_backfills_that_fill_them(rig: Rig) -> None:
     key = SeriesKey("ES=F", "5m", False)
     gap_start = WEDNESDAY - 86400  # Tuesday 10:00-11:00 New York

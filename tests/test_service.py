@@ -8,6 +8,8 @@ prove the same with real yfinance and the simulator.
 from __future__ import annotations
 
 import asyncio
+import copy
+import dataclasses
 import gzip
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -17,10 +19,12 @@ import pytest
 import redis.asyncio as aioredis
 
 from policies.errors import Category, UpstreamError
+from proxy.activity import ActivityRecorder
 from proxy.errors import YahooError
 from proxy.fetcher import FetchCoordinator, NegativeCache
 from proxy.hot import HotLayer, listen_for_invalidations
 from proxy.query import parse_chart_query
+from proxy.series import SeriesKey
 from proxy.service import ChartService, ServiceSettings
 from proxy.store import SeriesStore
 from proxy.transport import RawResponse, Timeouts
@@ -206,6 +210,58 @@ async def test_unknown_symbol_is_404_and_remembered(rig: Rig) -> None:
         assert info.value.status == 404
         assert orjson.loads(info.value.body())["chart"]["error"]["code"] == "Not Found"
     assert len(rig.transport.calls) == 1
+
+
+async def test_unknown_symbols_are_not_handed_to_the_refresher(rig: Rig) -> None:
+    activity = ActivityRecorder()
+    rig.service._activity = activity
+    await rig.service.answer(rig.query())  # a real symbol: counted for the refresher
+    with pytest.raises(YahooError) as info:
+        await rig.service.answer(parse_chart_query("NOPE", {"interval": "1d"}, now=rig.clock()))
+    assert info.value.status == 404
+    sink = RecordingSink()
+    await activity.flush(sink)
+    assert [key.symbol for key in sink.counts] == ["MSFT"]
+
+
+async def test_a_hit_is_reused_within_its_second_and_rebuilt_when_anything_changes(rig: Rig) -> None:
+    query = rig.query()
+    await rig.service.answer(query)  # the miss that stores the series
+    first = await rig.service.answer(query)
+    assert first.outcome == "hit"
+    rig.clock.now += 0.4
+    assert await rig.service.answer(query) is first  # same second: the same answer
+    assert await rig.service.answer(query, accept_gzip=True) is not first
+    rig.clock.now += 1.0
+    later = await rig.service.answer(query)
+    assert later is not first and int(later.headers["Age"]) == int(first.headers["Age"]) + 1
+    # A new version of the series (here: one bar revised) is served at once, same second.
+    entry = rig.hot.get(query.series_key)
+    assert entry is not None
+    revised = copy.deepcopy(entry.series)
+    revised.bars.close[-1] += 1.0
+    revised.version += 1
+    rig.hot.put(revised)
+    after = await rig.service.answer(query)
+    assert (
+        chart(after.body)["indicators"]["quote"][0]["close"][-1]
+        != chart(later.body)["indicators"]["quote"][0]["close"][-1]
+    )
+    # A runtime settings update (here: a shorter freshness) applies to the next request.
+    rig.service.settings = dataclasses.replace(rig.service.settings, fresh_s=lambda _i: 1)
+    assert (await rig.service.answer(query)).headers["Cache-Status"] == "yfproxy; hit; ttl=0"
+    # Revalidation always compares the ETag.
+    etag = after.headers["ETag"]
+    rig.service.settings = dataclasses.replace(rig.service.settings, fresh_s=lambda _i: 1800)
+    assert (await rig.service.answer(query, if_none_match=etag)).status == 304
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.counts: dict[SeriesKey, tuple[int, float]] = {}
+
+    async def record_activity(self, counts: dict[SeriesKey, tuple[int, float]], bumps: dict) -> None:
+        self.counts.update(counts)
 
 
 async def test_upstream_failure_on_miss_is_503_with_retry_after(rig: Rig) -> None:
