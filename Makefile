@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= proxy.toml
 SIM_PORT ?= 9000
 
-.PHONY: install run demo sim test test-fast lint format bench bench-ratelimit bench-validators bench-refresher loadtest docs clean
+.PHONY: install run demo sim test test-fast lint format bench bench-ratelimit bench-validators bench-refresher bench-cold bench-memory soak loadtest faults docs clean
 
 $(STAMP): pyproject.toml client/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -63,10 +63,30 @@ bench-validators: $(STAMP)
 bench-refresher: $(STAMP)
 	$(PY) -m bench.refresher_replay
 
+# 200 clients at once on uncached series: one upstream fetch each, latency vs a lone cold fetch.
+bench-cold: $(STAMP)
+	$(PY) -m bench.cold_burst
+
+# Redis bytes per stored bar (1m/5m/15m/1h/1d) and proxy RSS per stored series, under wrk.
+bench-memory: $(STAMP)
+	$(PY) -m bench.memory
+
+# Bounded soak (SOAK_MINUTES=10): exits 1 when proxy RSS, Redis memory or errors keep growing.
+soak: $(STAMP)
+	$(PY) -m bench.soak
+
 # Locust against a proxy + simulator it starts (LOAD_USERS=100, LOAD_RUN_TIME=60s); fails
 # when the locustfile's thresholds are missed. Reports in reports/locust*.
 loadtest: $(STAMP)
 	$(PY) -m loadtests.run_load
+
+# The fault suite at full length (Yahoo out for a minute, Redis and processes killed under
+# traffic; several minutes), then the table of docs/reliability.md from the rows it recorded
+# in reports/reliability/. The table is rewritten even when a scenario fails, then make fails.
+faults: $(STAMP)
+	$(PY) -m tests.faults.table --clear
+	YFPROXY_FAULTS_FULL=1 $(PY) -m pytest -q -p no:cacheprovider tests/faults; status=$$?; \
+	$(PY) -m tests.faults.table && exit $$status
 
 # Regenerate docs/configuration.md from the config schema (a test fails when it drifts).
 docs: $(STAMP)
