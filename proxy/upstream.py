@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import orjson
@@ -29,6 +30,7 @@ from proxy.transport import RawResponse, Timeouts, Transport
 
 log = structlog.get_logger("yfproxy.upstream")
 
+_T = TypeVar("_T")
 _ANSWERED = (Category.NOT_FOUND, Category.INVALID_REQUEST)
 _DEGRADED_ERROR_SHARE = 0.2
 
@@ -121,36 +123,31 @@ class UpstreamClient:
         }
         url = f"{self._settings.base_url}/v8/finance/chart/{quote(key.symbol, safe='')}"
         context = FailureContext(symbol=key.symbol, interval=key.interval)
-        raw = await self._call(url, params, context, endpoint="chart")
-        try:
-            return parse_chart_body(raw.body)
-        except UpstreamChartError as exc:
-            raise _chart_error(raw.status, exc.code, exc.description, context) from exc
-        except PayloadError as exc:
-            raise UpstreamError(Category.BAD_PAYLOAD, str(exc), context) from exc
+        return await self._call(url, params, context, _parse_chart, endpoint="chart")
 
     async def passthrough(self, path: str, params: dict[str, str]) -> RawResponse:
         """Forward an allow-listed non-chart GET; any Yahoo answer below 500 is returned as is."""
         context = FailureContext(symbol=path)
         url = f"{self._settings.base_url}{path}"
-        return await self._call(url, params, context, endpoint="passthrough", accept_4xx=True)
+        return await self._call(url, params, context, _as_is, endpoint="passthrough", accept_4xx=True)
 
     async def _call(
         self,
         url: str,
         params: dict[str, str],
         context: FailureContext,
+        parse: Callable[[RawResponse, FailureContext], _T],
         *,
         endpoint: str,
         accept_4xx: bool = False,
-    ) -> RawResponse:
+    ) -> _T:
         self.retry.record_request(time.monotonic())
         attempt = 0
         while True:
             attempt += 1
             context.attempt = attempt
             try:
-                raw = await self._attempt(url, params, context, endpoint, accept_4xx)
+                answer = await self._attempt(url, params, context, parse, endpoint, accept_4xx)
             except UpstreamError as exc:
                 self.stats.failed(exc.category)
                 self.stats.attempted(endpoint, exc.category.value)
@@ -166,17 +163,23 @@ class UpstreamClient:
             else:
                 self.stats.attempted(endpoint, "ok")
                 self.ladder.on_success(endpoint)
-                return raw
+                return answer
 
     async def _attempt(
-        self, url: str, params: dict[str, str], context: FailureContext, endpoint: str, accept_4xx: bool
-    ) -> RawResponse:
+        self,
+        url: str,
+        params: dict[str, str],
+        context: FailureContext,
+        parse: Callable[[RawResponse, FailureContext], _T],
+        endpoint: str,
+        accept_4xx: bool,
+    ) -> _T:
         async with self._slots:
             await self._wait_for_budget(endpoint, context)
             connect_s, read_s, _level = self.ladder.current(endpoint)
             timeouts = Timeouts(connect_s, read_s)
             return await self.breaker.call(
-                self._send, url, params, context, endpoint, accept_4xx, timeouts, context=context
+                self._send, url, params, context, parse, endpoint, accept_4xx, timeouts, context=context
             )
 
     async def _send(
@@ -184,16 +187,20 @@ class UpstreamClient:
         url: str,
         params: dict[str, str],
         context: FailureContext,
+        parse: Callable[[RawResponse, FailureContext], _T],
         endpoint: str,
         accept_4xx: bool,
         timeouts: Timeouts,
-    ) -> RawResponse:
+    ) -> _T:
         self.stats.requests += 1
         started = time.monotonic()
         try:
             raw = await self._transport.get(url, params=params, headers=_HEADERS, timeouts=timeouts)
             context.status = raw.status
             classify(raw, context, accept_4xx=accept_4xx)
+            # Inside the breaker's call: a 200 whose body is unusable (truncated, not a chart)
+            # is a failure like a 5xx for the breaker, the limiter and the retry policy.
+            answer = parse(raw, context)
         except UpstreamError as exc:
             exc.context = context
             # A 404 or 400 is Yahoo answering correctly; only real failures degrade the network.
@@ -206,7 +213,7 @@ class UpstreamClient:
         self._latency.add(context.latency_ms)
         if self.limiter is not None:
             await self.limiter.record_success(endpoint)
-        return raw
+        return answer
 
     async def _wait_for_budget(self, endpoint: str, context: FailureContext) -> None:
         if self.limiter is None:
@@ -254,6 +261,19 @@ class UpstreamClient:
         if climbed or (total >= 5 and window["error"] / total > _DEGRADED_ERROR_SHARE):
             return "degraded"
         return "ok"
+
+
+def _parse_chart(raw: RawResponse, context: FailureContext) -> ChartPayload:
+    try:
+        return parse_chart_body(raw.body)
+    except UpstreamChartError as exc:
+        raise _chart_error(raw.status, exc.code, exc.description, context) from exc
+    except PayloadError as exc:
+        raise UpstreamError(Category.BAD_PAYLOAD, str(exc), context) from exc
+
+
+def _as_is(raw: RawResponse, _context: FailureContext) -> RawResponse:
+    return raw
 
 
 def _retry_policy(settings: UpstreamSettings) -> RetryPolicy:

@@ -101,12 +101,21 @@ async def test_429_and_404_are_never_retried_immediately() -> None:
         assert script.calls == 1
 
 
-async def test_truncated_json_is_bad_payload_and_not_retried() -> None:
-    script = Script(RawResponse(200, {}, GOOD[: len(GOOD) // 2]))
+async def test_truncated_json_is_bad_payload_retried_once_and_counted_by_the_breaker() -> None:
+    truncated = RawResponse(200, {}, GOOD[: len(GOOD) // 2])
+    script = Script(truncated)
+    client = UpstreamClient(script, settings())
     with pytest.raises(UpstreamError) as info:
-        await UpstreamClient(script, settings()).fetch_chart(KEY, 0, 10)
+        await client.fetch_chart(KEY, 0, 10)
     assert info.value.category is Category.BAD_PAYLOAD
-    assert script.calls == 1
+    assert script.calls == 2  # the policy's one retry of a bad payload
+    for _ in range(5):
+        with pytest.raises(UpstreamError):
+            await client.fetch_chart(KEY, 0, 10)
+    # A 200 with an unusable body is a failure like a 5xx: the breaker opened and stopped
+    # sending (fail_max 3), instead of letting every refresh reach upstream.
+    assert client.breaker.state == "open"
+    assert script.calls < 2 * 6
 
 
 async def test_network_status_follows_failures_and_the_breaker() -> None:
