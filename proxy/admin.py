@@ -133,7 +133,7 @@ async def purge(request: web.Request) -> web.Response:
 
 async def _series_of(request: web.Request) -> list[SeriesKey]:
     symbol = request.match_info["symbol"]
-    interval = request.query.get("interval")
+    interval = request.query.get("interval") or None  # empty means absent, as on the chart route
     prepost = request.query.get("prepost", "0") in ("1", "true")
     try:
         # The chart route's own validation: the same symbols and intervals, the same errors.
@@ -141,7 +141,8 @@ async def _series_of(request: web.Request) -> list[SeriesKey]:
             symbol, {"interval": interval or "1d", "includePrePost": str(prepost).lower()}, now=time.time()
         )
     except YahooError as exc:
-        raise web.HTTPBadRequest(reason=exc.description) from None
+        # Not aiohttp's HTTPBadRequest: its reason line refuses the CR/LF a client may send.
+        raise YahooError(400, exc.description, f"HTTP 400 {exc.description}") from None
     if interval is not None:
         return [query.series_key]
     tracked = [t.key for t in await request.app[REGISTRY].all() if t.key.symbol == query.symbol]

@@ -97,6 +97,12 @@ async def test_refresh_and_purge_a_series(
     assert (await client.post("/admin/refresh/AAPL", headers=auth)).status == 404  # nothing tracked
     assert (await client.post("/admin/refresh/..%2Fetc", headers=auth)).status == 400
     assert (await client.post("/admin/refresh/MSFT", params={"interval": "4m"}, headers=auth)).status == 400
+    # A CR/LF in the value is a 400 in Yahoo's shape, not a 500 from aiohttp's reason line.
+    for value in ("4m\n", "\r"):
+        bad = await client.post("/admin/refresh/MSFT", params={"interval": value}, headers=auth)
+        assert bad.status == 400 and "Invalid input" in (await bad.json())["chart"]["error"]["description"]
+    # An empty interval means none was given: the symbol's tracked series (AAPL has none).
+    assert (await client.post("/admin/refresh/AAPL", params={"interval": ""}, headers=auth)).status == 404
     purged = await client.delete("/admin/series/MSFT", params={"interval": "1d"}, headers=auth)
     assert purged.status == 200 and await purged.json() == {"purged": ["MSFT|1d|0"]}
     assert await store.load(key) is None
