@@ -54,6 +54,7 @@ class FetchJob:
     future: asyncio.Future[Series]
     joined: int = 0  # requests that joined this job after it was created
     end: int | None = None  # None: up to now (a refresh); a time: a backfill of [start, end)
+    asked_at: float = 0.0  # clock time the job was created
 
 
 # "Only one replica refreshes a series": given a series, an async context manager that
@@ -176,7 +177,9 @@ class FetchCoordinator:
                 pending.kind = kind
                 self._queue.put_nowait((int(kind), next(self._order), pending))
             return pending.future, True
-        job = FetchJob(key, start, kind, asyncio.get_running_loop().create_future(), end=end)
+        job = FetchJob(
+            key, start, kind, asyncio.get_running_loop().create_future(), end=end, asked_at=self._clock()
+        )
         # Nobody may be waiting (reject mode, stale refresh): never warn about an unread error.
         job.future.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._pending[key] = job
@@ -236,6 +239,14 @@ class FetchCoordinator:
             return await self._fetch(job)
         async with self._lease(job.key) as mine:
             if mine:
+                if job.kind is FetchKind.STALE:
+                    # Refreshed since this job was asked for (another replica held the lease
+                    # meanwhile, or a job queued behind ours): what is stored is the answer.
+                    (state,) = await self._store.peek_many([job.key])
+                    if state is not None and state.fetched_at >= job.asked_at:
+                        stored = await self._store.load(job.key)
+                        if stored is not None:
+                            return stored
                 return await self._fetch(job)
         # Another replica is refreshing this series; its write reaches every hot layer
         # through the invalidation channel. Answer with what is stored now.

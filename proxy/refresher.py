@@ -117,10 +117,17 @@ class Refresher:
         self._running = True
         try:
             await self._until_ready(self._start)
+            resync = False
             while True:
                 try:
+                    if resync:
+                        # Redis may have come back empty (no persistence, a failover): track
+                        # the configured series again, and fetch what is missing.
+                        await self._start()
+                        resync = False
                     await self.cycle()
                 except _REDIS_DOWN as exc:
+                    resync = True
                     self.stats.last_error = f"{type(exc).__name__}: {exc}"
                     self.stats.redis_errors += 1
                     log.warning("refresher.redis_unavailable", error=self.stats.last_error)
@@ -244,6 +251,14 @@ class Refresher:
         key = item.key
         now = self._clock()
         stored = await self._store.load(key)
+        if stored is not None and stored.fetched_at >= item.next_due:
+            # Fetched since it became due (a client's stale hit refreshed it, on any replica):
+            # nothing to fetch, only the next due time to set.
+            await self._registry.set_result(
+                key, outcome="unchanged", category=None, refreshed_at=stored.fetched_at,
+                next_due=self._next_due(item, stored, now),
+            )  # fmt: skip
+            return "unchanged"
         start = self.start_of(key, stored, int(now))
         future, _ = self._fetcher.submit(key, start, FetchKind.MISS if stored is None else FetchKind.STALE)
         try:

@@ -166,6 +166,34 @@ async def test_refreshes_ask_only_for_the_tail(rig: Rig) -> None:
     assert int(after.bars.ts[0]) == int(stored.bars.ts[0])  # nothing older lost
 
 
+async def test_a_series_a_client_refreshed_since_it_became_due_is_not_fetched_again(rig: Rig) -> None:
+    key = SeriesKey("ES=F", "5m", False)
+    rig.refresher.settings = replace(rig.refresher.settings, active=("ES=F",), intervals=("5m",))
+    await rig.refresher._start()
+    await rig.settle()
+    tracked = await rig.registry.get(key)
+    assert tracked is not None
+    rig.clock.advance(tracked.next_due - rig.clock() + 1)  # due now
+    # A client's stale hit refreshed it first (on this replica or another one).
+    stored = await rig.store.load(key)
+    assert stored is not None
+    start = rig.refresher.start_of(key, stored, int(rig.clock()))
+    future, _ = rig.fetcher.submit(key, start, FetchKind.STALE)
+    await future
+    assert len(rig.seen.of("ES=F", "5m")) == 2
+    await rig.settle()
+    assert len(rig.seen.of("ES=F", "5m")) == 2  # the refresher did not fetch it a third time
+    after = await rig.registry.get(key)
+    assert after is not None and after.last_outcome == "unchanged" and after.next_due > rig.clock()
+    # And a stale job queued before that refresh landed answers with what is stored.
+    asked = rig.clock()
+    rig.clock.advance(1)
+    job, _ = rig.fetcher.submit(key, int(asked) - 900, FetchKind.STALE)
+    rig.fetcher._pending[key].asked_at = asked - 5  # asked before the stored fetch
+    await job
+    assert len(rig.seen.of("ES=F", "5m")) == 2
+
+
 async def test_at_most_max_concurrent_instruments_are_refreshed_at_once(
     redis_client: aioredis.Redis, sim: InProcessSimulator
 ) -> None:

@@ -117,6 +117,7 @@ async def fault_middleware(
     def record(outcome: Outcome) -> None:
         state.counters.record(kind, outcome, symbol, interval)
 
+    state.counters.arrive(kind)
     decision = state.faults.decide(time.time(), time.monotonic())
     early = await _fault_response(request, state, decision, kind, record)
     if early is not None:

@@ -1,5 +1,9 @@
 """Request counters by route kind and outcome, plus chart requests per symbol and per
-(symbol, interval), so tests can assert exactly how many upstream requests were made."""
+(symbol, interval), so tests can assert exactly how many upstream requests were made.
+
+Outcomes are counted when a request is answered; ``arrived_by_kind`` counts requests when
+they arrive, so a slow answer still in progress (or one its client gave up on) shows
+up in a snapshot taken while the fault is on."""
 
 from __future__ import annotations
 
@@ -60,8 +64,12 @@ class Counters:
 
     def reset(self) -> None:
         self._by_kind_outcome: dict[RouteKind, Counter[Outcome]] = defaultdict(Counter)
+        self._arrived: Counter[RouteKind] = Counter()
         self._chart_symbol: Counter[str] = Counter()
         self._chart_symbol_interval: dict[str, Counter[str]] = defaultdict(Counter)
+
+    def arrive(self, kind: RouteKind) -> None:
+        self._arrived[kind] += 1
 
     def record(
         self, kind: RouteKind, outcome: Outcome, symbol: str | None = None, interval: str | None = None
@@ -81,6 +89,7 @@ class Counters:
             "by_kind": by_kind,
             "by_outcome": by_outcome,
             "by_kind_outcome": matrix,
+            "arrived_by_kind": {k: self._arrived[k] for k in ROUTE_KINDS},
             "chart_by_symbol": dict(sorted(self._chart_symbol.items())),
             "chart_by_symbol_interval": {
                 s: dict(sorted(c.items())) for s, c in sorted(self._chart_symbol_interval.items())

@@ -6,7 +6,8 @@ Traffic goes to 127.0.0.1 only; it runs in threads with the stdlib (no event loo
 share with the test), stops at its deadline or request cap, whichever comes first.
 
 A scenario writes its row with ``record_row``: one JSON file per scenario in
-``reports/reliability/`` (``YFPROXY_RELIABILITY_DIR`` moves it). ``python -m
+``reports/reliability/`` (``YFPROXY_RELIABILITY_DIR`` moves it; shortened runs write to its
+``short/`` folder). ``python -m
 tests.faults.table`` turns those files into the table of docs/reliability.md."""
 
 from __future__ import annotations
@@ -152,7 +153,9 @@ def reliability_dir() -> Path:
 
 
 def record_row(row: Row) -> Path:
-    directory = reliability_dir()
+    # Rows of a shortened run (make test) go to a folder of their own, so running the suite
+    # never overwrites what `make faults` measured for docs/reliability.md.
+    directory = reliability_dir() if full_run() else reliability_dir() / "short"
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{row.scenario}.json"
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

@@ -1,12 +1,12 @@
 """Redis dies under the proxy and comes back: hot series keep being served from memory,
 everything else gets a fast 503 + Retry-After (never a hang or a 500), /readyz says why,
 and it all recovers by itself when Redis returns. The proxy and its Redis are processes
-of their own; the simulator is upstream. Traffic goes to 127.0.0.1 only."""
+of their own; the simulator is upstream. Traffic goes to 127.0.0.1 only. The same fault
+under client traffic, with the refresher on: test_process_faults.py."""
 
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -17,55 +17,24 @@ from typing import Any
 import pytest
 
 from loadtests.yahoo_sim.testing import start_simulator
-from tests.conftest import free_port, redis_server_binary
 from tests.e2e.conftest import ProxyProcess, start_proxy
-
-
-class RedisProcess:
-    def __init__(self, port: int, workdir: Path) -> None:
-        self.port, self.workdir = port, workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        import redis
-
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis.from_url(self.url).ping()
-                return
-            except redis.exceptions.ConnectionError:
-                assert time.monotonic() < deadline, "redis-server did not start"
-                time.sleep(0.05)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(10)
+from tests.faults.test_process_faults import RestartableRedis
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[tuple[Any, RedisProcess, ProxyProcess]]:
+def stack(tmp_path: Path) -> Iterator[tuple[Any, RestartableRedis, ProxyProcess]]:
     sim = start_simulator()
-    sim.set_now(int(time.time()) // 60 * 60)
-    redis_proc = RedisProcess(free_port(), tmp_path)
-    redis_proc.start()
-    proxy = start_proxy(sim.base_url, redis_proc.url, tmp_path, YFPROXY__REDIS__SOCKET_TIMEOUT_S="0.5")
+    redis_proc = RestartableRedis(tmp_path)
+    proxy: ProxyProcess | None = None
     try:
+        sim.set_now(int(time.time()) // 60 * 60)
+        redis_proc.start()
+        proxy = start_proxy(sim.base_url, redis_proc.url, tmp_path, YFPROXY__REDIS__SOCKET_TIMEOUT_S="0.5")
         yield sim, redis_proc, proxy
     finally:
-        proxy.stop()
-        if redis_proc.proc is not None and redis_proc.proc.poll() is None:
-            redis_proc.kill()
+        if proxy is not None:
+            proxy.stop()
+        redis_proc.kill()
         sim.stop()
 
 
@@ -82,7 +51,7 @@ def get(url: str) -> tuple[int, dict[str, str], float]:
         return exc.code, headers, time.monotonic() - started
 
 
-def test_redis_down_and_back(stack: tuple[Any, RedisProcess, ProxyProcess]) -> None:
+def test_redis_down_and_back(stack: tuple[Any, RestartableRedis, ProxyProcess]) -> None:
     _sim, redis_proc, proxy = stack
     hot = f"{proxy.url}/v8/finance/chart/ES=F?interval=5m&range=5d"
     cold = f"{proxy.url}/v8/finance/chart/NQ=F?interval=5m&range=5d"
