@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,13 +54,17 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[2]), access_log=None, print
 # Headers aiohttp writes itself (or that wrk's load makes differ per answer).
 _OWN_HEADERS = {"date", "server", "content-length", "connection", "keep-alive", "transfer-encoding"}
 # A new cut on every request: period2 steps back one bar per request over CUTS bars, more
-# than the hot layer keeps rendered per series (hot_bodies / hot_series * 4 = 32).
+# than the hot layer keeps rendered per series (hot_bodies / hot_series * 4 = 32), and
+# period1 moves a second per request (still before the first bar), so no URL repeats and
+# neither the parsed query nor a reused answer can serve it.
 CUTS = 100
 FIRST_CUT_LUA = """
 counter = 0
 request = function()
   counter = counter + 1
-  return wrk.format("GET", "{path}" .. ({period2} - (counter % {cuts}) * 60))
+  local p1 = {period1} + counter
+  local p2 = {period2} - (counter % {cuts}) * 60
+  return wrk.format("GET", "{path}&period1=" .. p1 .. "&period2=" .. p2)
 end
 """
 
@@ -99,20 +104,41 @@ def wait_http(url: str, timeout_s: float = 30) -> None:
             time.sleep(0.1)
 
 
-def wrk(url: str, gzip: bool, script: Path | None = None) -> tuple[float, float]:
-    """Requests/s and p99 latency (ms) of one wrk run."""
-    args = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{DURATION_S}s", "--latency", url]
+@dataclass(frozen=True)
+class Run:
+    requests_per_s: float
+    p99_ms: float
+    cpu_us_per_request: float | None  # the server process's CPU time over requests served
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(
+    url: str, gzip: bool, script: Path | None = None, duration_s: int = DURATION_S, pid: int | None = None
+) -> Run:
+    """One wrk run; with ``pid``, also the CPU that process spent per request: unlike
+    requests/s, it does not move with what else the machine's cores were doing."""
+    args = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{duration_s}s", "--latency", url]
     if gzip:
         args[1:1] = ["-H", "Accept-Encoding: gzip"]
     if script is not None:
         args[1:1] = ["-s", str(script)]
+    cpu_before = cpu_seconds(pid) if pid is not None else 0.0
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    total = re.search(r"(\d+) requests in", out)
     p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
-    if rate is None or p99 is None or "Non-2xx" in out:
+    if rate is None or total is None or p99 is None or "Non-2xx" in out:
         raise RuntimeError(f"wrk failed against {url}:\n{out}")
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
-    return float(rate.group(1)), round(float(p99.group(1)) * scale, 3)
+    cpu = None
+    if pid is not None:
+        cpu = round((cpu_seconds(pid) - cpu_before) / int(total.group(1)) * 1e6, 1)
+    return Run(float(rate.group(1)), round(float(p99.group(1)) * scale, 3), cpu)
 
 
 def captured_headers(url: str, gzip: bool) -> tuple[bytes, dict[str, str]]:
@@ -170,8 +196,11 @@ def main() -> int:
         env = {**os.environ, "YFPROXY__SERVER__PORT": str(proxy_port), "YFPROXY__REDIS__URL": redis_url,
                "YFPROXY__REDIS__EMBEDDED": "false", "YFPROXY__UPSTREAM__BASE_URL": "http://127.0.0.1:9",
                "YFPROXY__UPSTREAM__TRANSPORT": "aiohttp", "YFPROXY__CACHE__ON_MISS": "reject",
-               "YFPROXY__LOGGING__LEVEL": "warning", "YFPROXY__CACHE__FRESH_S__1M": "86400"}  # fmt: skip
-        procs.append(subprocess.Popen([sys.executable, "-m", "proxy", "serve"], cwd=ROOT, env=env))
+               "YFPROXY__LOGGING__LEVEL": "warning", "YFPROXY__CACHE__FRESH_S__1M": "86400",
+               # No upstream here: a refresher would only churn through failing fetches.
+               "YFPROXY__BACKGROUND__ENABLED": "false"}  # fmt: skip
+        proxy = subprocess.Popen([sys.executable, "-m", "proxy", "serve"], cwd=ROOT, env=env)
+        procs.append(proxy)
         base = f"http://127.0.0.1:{proxy_port}/v8/finance/chart/BENCH?interval=1m"
         chart = f"{base}&range=5d"
         wait_http(chart)
@@ -190,15 +219,16 @@ def main() -> int:
         cut = f"{base}&period1={period1}&period2={period2}"
         wait_http(cut)
         lua = work / "first-cut.lua"
-        path = f"/v8/finance/chart/BENCH?interval=1m&period1={period1}&period2="
-        lua.write_text(FIRST_CUT_LUA.format(path=path, period2=period2, cuts=CUTS))
+        path = "/v8/finance/chart/BENCH?interval=1m"
+        lua.write_text(FIRST_CUT_LUA.format(path=path, period1=period1, period2=period2, cuts=CUTS))
 
         nginx_port = free_port()
         (work / "nginx.conf").write_text(NGINX_CONF.format(dir=work, port=nginx_port))
         procs.append(subprocess.Popen(["nginx", "-c", str(work / "nginx.conf")]))
         bare_port = free_port()
-        procs.append(subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(work / "www" / "chart.json"),
-                                       str(bare_port)]))  # fmt: skip
+        bare = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(work / "www" / "chart.json"),
+                                 str(bare_port)])  # fmt: skip
+        procs.append(bare)
         targets = {
             "yfproxy": chart,
             "nginx": f"http://127.0.0.1:{nginx_port}/chart.json",
@@ -206,20 +236,30 @@ def main() -> int:
         }
         for url in targets.values():
             wait_http(url)
+        pids = {"yfproxy": proxy.pid, "aiohttp-bare": bare.pid}  # nginx serves from a worker child
         results: dict[str, dict[str, float]] = {}
         p99: dict[str, dict[str, float]] = {}
+        cpu: dict[str, dict[str, float | None]] = {}
+        for url in targets.values():  # one warm-up second each: first connections, caches
+            wrk(url, False, duration_s=1)
         for mode in ("plain", "gzip"):
-            runs = {name: wrk(url, mode == "gzip") for name, url in targets.items()}
-            runs["cut-repeated"] = wrk(cut, mode == "gzip")
-            runs["cut-first"] = wrk(cut, mode == "gzip", script=lua)
-            results[mode] = {name: rate for name, (rate, _) in runs.items()}
-            p99[mode] = {name: ms for name, (_, ms) in runs.items()}
+            runs = {name: wrk(url, mode == "gzip", pid=pids.get(name)) for name, url in targets.items()}
+            runs["cut-repeated"] = wrk(cut, mode == "gzip", pid=proxy.pid)
+            runs["cut-first"] = wrk(cut, mode == "gzip", script=lua, pid=proxy.pid)
+            results[mode] = {name: run.requests_per_s for name, run in runs.items()}
+            p99[mode] = {name: run.p99_ms for name, run in runs.items()}
+            cpu[mode] = {name: run.cpu_us_per_request for name, run in runs.items() if name in pids}
         report = {
             "body_bytes": len(body),
             "connections": CONNECTIONS,
             "duration_s": DURATION_S,
             "requests_per_s": results,
             "p99_ms": p99,
+            "cpu_us_per_request": cpu,
+            "cpu_ratio_aiohttp-bare/yfproxy": {
+                mode: round(c["aiohttp-bare"] / c["yfproxy"], 3)  # type: ignore[operator]
+                for mode, c in cpu.items()
+            },
             "ratios": {
                 mode: {
                     "yfproxy/nginx": round(r["yfproxy"] / r["nginx"], 3),
