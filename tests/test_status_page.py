@@ -347,7 +347,10 @@ async def test_page_of_a_running_proxy(real_doc: dict[str, Any]) -> None:
     for row in real_doc["refresher"]["series"]:
         cls, cells = reader.rows[row["series"]]
         assert cls == "f-fresh"  # just refreshed, next due in the future
-        assert cells[2].startswith("fresh ") and cells[3] == "ok"
+        # MSFT 1d may read "unchanged": when the chart request's miss fetched it after the
+        # refresher made it due, the refresher found it fresh and did not fetch it again.
+        assert cells[2].startswith("fresh ")
+        assert cells[3] in (("ok", "unchanged") if "|1d|" in row["series"] else ("ok",)), cells[3]
         score = next(q for q in real_doc["quality"]["series"] if q["series"] == row["series"])
         assert cells[5] == fixed(score["score"], 2)
         assert all(issue["code"] in cells[7] for issue in score["issues"])
