@@ -53,7 +53,8 @@ class ActivityRecorder:
         pending = self._counts.get(key)
         if pending is not None:
             pending.count += 1
-            pending.last = max(pending.last, now)
+            if now > pending.last:
+                pending.last = now
         elif len(self._counts) < self.max_keys:
             self._counts[key] = _Pending(1, now)
         else:
