@@ -17,6 +17,7 @@ from proxy.errors import YahooError
 from proxy.fetcher import FetchKind
 from proxy.keys import FETCHER, LIVE_CONFIG, QUALITY, REFRESHER, REGISTRY, SETTINGS, STORE
 from proxy.query import parse_chart_query
+from proxy.routes import yahoo_shaped
 from proxy.runtime import apply
 from proxy.series import SeriesKey
 from proxy.store import parse_tag
@@ -152,8 +153,8 @@ async def _series_of(request: web.Request) -> list[SeriesKey]:
 
 
 def add_admin_routes(app: web.Application) -> None:
-    app.router.add_get("/admin/quarantine", quarantine)
-    app.router.add_post("/admin/refresh/{symbol}", refresh)
-    app.router.add_delete("/admin/series/{symbol}", purge)
-    app.router.add_get("/admin/config", get_config)
-    app.router.add_post("/admin/config", post_config)
+    app.router.add_get("/admin/quarantine", yahoo_shaped(quarantine))
+    app.router.add_post("/admin/refresh/{symbol}", yahoo_shaped(refresh))
+    app.router.add_delete("/admin/series/{symbol}", yahoo_shaped(purge))
+    app.router.add_get("/admin/config", yahoo_shaped(get_config))
+    app.router.add_post("/admin/config", yahoo_shaped(post_config))

@@ -51,7 +51,7 @@ from proxy.passthrough import Passthrough
 from proxy.quality import QualityGate
 from proxy.refresher import Refresher
 from proxy.registry import TrackedRegistry
-from proxy.routes import add_routes, new_crumb, yahoo_front
+from proxy.routes import add_fallback, add_routes, new_crumb
 from proxy.runtime import LiveConfig, apply, refresher_settings, service_settings
 from proxy.service import ChartService
 from proxy.store import SeriesStore
@@ -74,7 +74,7 @@ def create_app(
     reload_overrides: Mapping[str, Any] | None = None,
 ) -> web.Application:
     """The proxy. ``config_source``: the file ``config`` came from, re-read on SIGHUP."""
-    app = web.Application(middlewares=[yahoo_front])
+    app = web.Application()  # no middleware: each route is Yahoo-shaped (proxy.routes)
     app[SETTINGS] = config  # as started; what is in force now is app[LIVE_CONFIG].current
     app[LIVE_CONFIG] = LiveConfig(config)
     app[CRUMB] = new_crumb()
@@ -88,6 +88,7 @@ def create_app(
         app.on_cleanup.append(_stop_sighup)
     add_routes(app)
     add_admin_routes(app)
+    add_fallback(app)  # last
     return app
 
 

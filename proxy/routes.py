@@ -7,11 +7,13 @@ leaves in Yahoo's error shape (proxy.errors), including aiohttp's own 404/405.
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 import time
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -50,27 +52,43 @@ def error_response(error: YahooError) -> web.Response:
     return web.Response(status=error.status, body=error.body(), headers=error.headers())
 
 
-@web.middleware
-async def yahoo_front(request: web.Request, handler: web.Handler) -> web.StreamResponse:
-    """One middleware, so the hot path pays for one: the local handshake answers, and
-    every failure on a Yahoo path leaves in Yahoo's shape, never aiohttp's HTML."""
+def yahoo_shaped(handler: Handler) -> Handler:
+    """A route's handler as yfproxy answers it: the local handshake first, and every
+    failure in Yahoo's shape, never aiohttp's text. A wrapper per route rather than an app
+    middleware: with any middleware aiohttp adds two coroutine layers and a lookup to every
+    request, the chart hit included (ADR 0004). The chart handler does the same inline."""
+
+    @functools.wraps(handler)
+    async def shaped(request: web.Request) -> web.StreamResponse:
+        if _asks_handshake(request):
+            return _handshake()
+        try:
+            return await handler(request)
+        except Exception as exc:
+            return yahoo_error(exc, request.path)
+
+    return shaped
+
+
+def _asks_handshake(request: web.Request) -> bool:
     forwarded = request.headers.get("X-Forwarded-Host")
-    if forwarded is not None and forwarded.split(":")[0].lower() in HANDSHAKE_HOSTS:
-        return _handshake()
-    try:
-        return await handler(request)
-    except YahooError as exc:
+    return forwarded is not None and forwarded.split(":")[0].lower() in HANDSHAKE_HOSTS
+
+
+def yahoo_error(exc: Exception, path: str) -> web.Response:
+    """The answer to a handler's exception, in Yahoo's shape (an HTTPException below 400,
+    a redirect, is raised again)."""
+    if isinstance(exc, YahooError):
         return error_response(exc)
-    except web.HTTPException as exc:
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
+            raise exc
         body = chart_error_body(exc.reason, f"HTTP {exc.status} {exc.reason}")
         keep = {name: exc.headers[name] for name in _KEPT_HEADERS if name in exc.headers}
         return web.Response(status=exc.status, body=body, content_type="application/json", headers=keep)
-    except Exception:
-        log.exception("unhandled", path=request.path)
-        body = chart_error_body("Internal Server Error", "yfproxy failed to answer; see its logs")
-        return web.Response(status=500, body=body, content_type="application/json")
+    log.error("unhandled", path=path, exc_info=exc)
+    body = chart_error_body("Internal Server Error", "yfproxy failed to answer; see its logs")
+    return web.Response(status=500, body=body, content_type="application/json")
 
 
 # Headers of an aiohttp HTTPException that mean something to the client (a 401's challenge).
@@ -87,6 +105,8 @@ def _handshake() -> web.Response:
 
 async def chart(request: web.Request) -> web.Response:
     started = time.perf_counter()
+    if _asks_handshake(request):
+        return _handshake()
     app = request.app  # a property: read once on the hot path
     headers = request.headers
     try:
@@ -99,7 +119,7 @@ async def chart(request: web.Request) -> web.Response:
         )
     except Exception as exc:
         app[METRICS].observe_chart_error(exc, time.perf_counter() - started)
-        raise
+        return yahoo_error(exc, request.path)
     app[METRICS].chart.observe(answer.outcome, answer.status, time.perf_counter() - started)
     return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
 
@@ -244,10 +264,28 @@ def new_crumb() -> str:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/v8/finance/chart/{symbol}", chart)
-    app.router.add_get("/v1/test/getcrumb", getcrumb)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/status", status)
-    app.router.add_get("/metrics", metrics_handler)
-    app.router.add_get("/{tail:(v[0-9]+|ws)/.*}", passthrough)
+    app.router.add_get("/v8/finance/chart/{symbol}", chart)  # Yahoo-shaped by itself
+    app.router.add_get("/v1/test/getcrumb", yahoo_shaped(getcrumb))
+    app.router.add_get("/healthz", yahoo_shaped(healthz))
+    app.router.add_get("/readyz", yahoo_shaped(readyz))
+    app.router.add_get("/status", yahoo_shaped(status))
+    app.router.add_get("/metrics", yahoo_shaped(metrics_handler))
+    app.router.add_get("/{tail:(v[0-9]+|ws)/.*}", yahoo_shaped(passthrough))
+
+
+def add_fallback(app: web.Application) -> None:
+    """Last route: any path and method no route serves gets Yahoo's 404, or its 405 with
+    ``Allow`` when the path exists for other methods (what aiohttp's router would say)."""
+    app.router.add_route("*", "/{tail:.*}", yahoo_shaped(unrouted))
+
+
+async def unrouted(request: web.Request) -> web.StreamResponse:
+    allowed: set[str] = set()
+    for resource in request.app.router.resources():
+        if resource is request.match_info.route.resource:
+            continue
+        _match, methods = await resource.resolve(request)
+        allowed |= methods
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()

@@ -20,7 +20,7 @@ from proxy import __version__
 from proxy.admin import MAX_CONFIG_BYTES
 from proxy.app import create_app
 from proxy.intervals import VALID_INTERVALS
-from proxy.routes import HANDSHAKE_HOSTS, passthrough
+from proxy.routes import HANDSHAKE_HOSTS, passthrough, unrouted
 from tests.recordings import recording
 from tests.test_http import ClientFactory, CountingTransport, make_config
 
@@ -43,9 +43,11 @@ def spec_operations(spec: Mapping[str, Any]) -> set[Operation]:
 
 
 def router_operations(app: web.Application) -> set[Operation]:
-    """The router's own routes: HEAD twins of GET routes (aiohttp adds them) and the
-    pass-through catch-all, which the spec describes outside ``paths``, left out."""
-    routes = [r for r in app.router.routes() if r.handler is not passthrough]
+    """The router's own routes: HEAD twins of GET routes (aiohttp adds them), the
+    pass-through catch-all, which the spec describes outside ``paths``, and the last route
+    that answers 404/405 for everything else, left out."""
+    unwrapped = {r: getattr(r.handler, "__wrapped__", r.handler) for r in app.router.routes()}
+    routes = [r for r, handler in unwrapped.items() if handler not in (passthrough, unrouted)]
     ops = {(r.method, r.resource.canonical) for r in routes if r.resource is not None}
     heads = {path for method, path in ops if method == "HEAD"}
     assert heads <= {path for method, path in ops if method == "GET"}, "a HEAD route of its own"
@@ -75,7 +77,8 @@ def test_every_own_route_is_in_the_spec(spec: dict[str, Any]) -> None:
 
 
 def test_passthrough_and_handshake_are_documented_outside_paths(spec: dict[str, Any]) -> None:
-    catch_all = [r for r in built_app().router.routes() if r.handler is passthrough]
+    routes = built_app().router.routes()
+    catch_all = [r for r in routes if getattr(r.handler, "__wrapped__", None) is passthrough]
     assert {r.method for r in catch_all} == {"GET", "HEAD"}
     assert spec["x-yfproxy-passthrough"]["route"].startswith("GET /{tail:")
     assert set(spec["x-yfproxy-handshake"]["hosts"]) == HANDSHAKE_HOSTS

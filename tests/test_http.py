@@ -198,6 +198,25 @@ async def test_handshake_hosts_and_crumb_are_answered_locally(
     assert transport.calls == []
 
 
+async def test_a_method_a_path_does_not_serve_is_yahoos_405_with_allow(
+    app_client: tuple[TestClient, CountingTransport],
+) -> None:
+    client, transport = app_client
+    for method, path in (("POST", "/v8/finance/chart/ES=F"), ("DELETE", "/healthz"), ("PUT", "/v7/x")):
+        resp = await client.request(method, path)
+        assert resp.status == 405, (method, path)
+        assert set(resp.headers["Allow"].split(",")) == {"GET", "HEAD"}
+        assert orjson.loads(await resp.read())["chart"]["error"]["code"] == "Method Not Allowed"
+    nowhere = await client.post("/nowhere")
+    assert nowhere.status == 404 and "Allow" not in nowhere.headers
+    assert orjson.loads(await nowhere.read())["chart"]["error"]["code"] == "Not Found"
+    # The handshake is answered on any path, the chart route's included.
+    for path in ("/v8/finance/chart/ES=F", "/nowhere"):
+        shake = await client.get(path, headers={"X-Forwarded-Host": "guce.yahoo.com:443"})
+        assert shake.status == 200 and "A3" in shake.cookies
+    assert transport.calls == []
+
+
 async def test_passthrough_is_allow_listed_and_cached(
     app_client: tuple[TestClient, CountingTransport],
 ) -> None:
@@ -242,13 +261,13 @@ async def test_health_and_status(app_client: tuple[TestClient, CountingTransport
 
 
 async def test_unexpected_errors_leave_in_yahoo_shape(aiohttp_client: ClientFactory) -> None:
-    from proxy.routes import yahoo_front
+    from proxy.routes import yahoo_shaped
 
     async def boom(_request: web.Request) -> web.Response:
         raise RuntimeError("bug")
 
-    app = web.Application(middlewares=[yahoo_front])
-    app.router.add_get("/x", boom)
+    app = web.Application()
+    app.router.add_get("/x", yahoo_shaped(boom))
     client = await aiohttp_client(app)
     resp = await client.get("/x")
     assert resp.status == 500
