@@ -77,13 +77,19 @@ class ChartTally:
         self.buckets: dict[str, list[int]] = {}
         self.sums: dict[str, float] = {}
 
+    def declare(self, cache: str, status: int) -> list[int]:
+        """Make the (cache, status) series exist at 0; returns the cache status's buckets."""
+        self.counts.setdefault((cache, status), 0)
+        self.sums.setdefault(cache, 0.0)
+        return self.buckets.setdefault(cache, [0] * (len(CHART_BUCKETS) + 1))
+
     def observe(self, cache: str, status: int, seconds: float) -> None:
+        # Bounded: cache is one of CACHE_STATUSES or "none", status one of the few codes the
+        # proxy itself answers chart requests with.
         key = (cache, status)
-        self.counts[key] = self.counts.get(key, 0) + 1
-        buckets = self.buckets.get(cache)
-        if buckets is None:
-            buckets = self.buckets[cache] = [0] * (len(CHART_BUCKETS) + 1)
-            self.sums[cache] = 0.0
+        count = self.counts.get(key)
+        buckets = self.declare(cache, status) if count is None else self.buckets[cache]
+        self.counts[key] = (count or 0) + 1
         buckets[bisect_left(CHART_BUCKETS, seconds)] += 1
         self.sums[cache] += seconds
 
@@ -118,20 +124,12 @@ class Metrics:
         self.chart_redis_errors = 0
         self.scrape_redis_errors = 0
         for cache in CACHE_STATUSES:
-            # The common series exist from the start: rate() needs two points.
-            self.chart.counts[(cache, 200)] = 0
-            self.chart.buckets[cache] = [0] * (len(CHART_BUCKETS) + 1)
-            self.chart.sums[cache] = 0.0
-
-    def observe_chart(self, cache: str, status: int, seconds: float) -> None:
-        # Bounded: cache is one of CACHE_STATUSES or "none", status one of the few codes the
-        # proxy itself answers chart requests with.
-        self.chart.observe(cache, status, seconds)
+            self.chart.declare(cache, 200)  # the common series exist from the start: rate() needs two points
 
     def observe_chart_error(self, exc: BaseException, seconds: float) -> None:
         """A chart request that left by an exception (Yahoo-shaped 4xx/5xx, or a crash → 500)."""
         status = getattr(exc, "status", 500)
-        self.observe_chart(NO_CACHE_STATUS, status if isinstance(status, int) else 500, seconds)
+        self.chart.observe(NO_CACHE_STATUS, status if isinstance(status, int) else 500, seconds)
         if isinstance(exc, redis.exceptions.RedisError) or isinstance(
             exc.__cause__, redis.exceptions.RedisError
         ):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,7 +75,7 @@ class RefresherStats:
     last_cycle_at: float | None = None
     last_error: str | None = None
     redis_errors: int = 0  # Redis failures that paused a cycle, a start or a batch (/metrics)
-    outcomes: dict[str, int] = field(default_factory=dict)
+    outcomes: Counter[str] = field(default_factory=Counter)
 
 
 class Refresher:
@@ -267,13 +268,13 @@ class Refresher:
             if exc.category is Category.NOT_FOUND and stored is None and not item.configured:
                 # A client asked for a symbol Yahoo does not know: nothing to keep fresh.
                 await self._registry.untrack(key)
-                self.stats.outcomes["untracked"] = self.stats.outcomes.get("untracked", 0) + 1
+                self.stats.outcomes["untracked"] += 1
                 log.info("refresher.untracked_unknown", series=str(key))
                 return "untracked"
             return await self._failed(item, exc, now)
         outcome = "unchanged" if stored is not None and series.version == stored.version else "ok"
         self.stats.refreshes += 1
-        self.stats.outcomes[outcome] = self.stats.outcomes.get(outcome, 0) + 1
+        self.stats.outcomes[outcome] += 1
         await self._registry.set_result(
             key,
             outcome=outcome,
@@ -294,7 +295,7 @@ class Refresher:
     async def _failed(self, item: Tracked, exc: UpstreamError, now: float) -> str:
         self.stats.failures += 1
         outcome = "failed"
-        self.stats.outcomes[outcome] = self.stats.outcomes.get(outcome, 0) + 1
+        self.stats.outcomes[outcome] += 1
         # Back off per series: 30 s, 1, 2, 4 ... min, never longer than its dormant period.
         backoff = min(
             self.settings.failure_backoff_s * 2 ** min(item.fails_in_a_row, 10),
