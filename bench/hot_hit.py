@@ -16,13 +16,16 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,6 +35,10 @@ from proxy.store import SeriesStore
 
 ROOT = Path(__file__).resolve().parents[1]
 DURATION_S = int(os.environ.get("BENCH_DURATION_S", "5"))
+# Rounds: every target is run once per round, in turn, and each figure is the median over
+# rounds. On a 2-core machine one run moves by 10-20 % with what else ran in those seconds;
+# interleaving spreads that over every target alike instead of landing on one.
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 BARS = 640  # about 60 KB of Yahoo JSON at 1m
 
@@ -237,37 +244,31 @@ def main() -> int:
         for url in targets.values():
             wait_http(url)
         pids = {"yfproxy": proxy.pid, "aiohttp-bare": bare.pid}  # nginx serves from a worker child
-        results: dict[str, dict[str, float]] = {}
-        p99: dict[str, dict[str, float]] = {}
-        cpu: dict[str, dict[str, float | None]] = {}
         for url in targets.values():  # one warm-up second each: first connections, caches
             wrk(url, False, duration_s=1)
-        for mode in ("plain", "gzip"):
-            runs = {name: wrk(url, mode == "gzip", pid=pids.get(name)) for name, url in targets.items()}
-            runs["cut-repeated"] = wrk(cut, mode == "gzip", pid=proxy.pid)
-            runs["cut-first"] = wrk(cut, mode == "gzip", script=lua, pid=proxy.pid)
-            results[mode] = {name: run.requests_per_s for name, run in runs.items()}
-            p99[mode] = {name: run.p99_ms for name, run in runs.items()}
-            cpu[mode] = {name: run.cpu_us_per_request for name, run in runs.items() if name in pids}
+        rounds: dict[str, list[dict[str, Run]]] = {"plain": [], "gzip": []}
+        for _ in range(ROUNDS):
+            for mode, done in rounds.items():
+                runs = {name: wrk(url, mode == "gzip", pid=pids.get(name)) for name, url in targets.items()}
+                runs["cut-repeated"] = wrk(cut, mode == "gzip", pid=proxy.pid)
+                runs["cut-first"] = wrk(cut, mode == "gzip", script=lua, pid=proxy.pid)
+                done.append(runs)
         report = {
             "body_bytes": len(body),
             "connections": CONNECTIONS,
             "duration_s": DURATION_S,
-            "requests_per_s": results,
-            "p99_ms": p99,
-            "cpu_us_per_request": cpu,
+            "rounds": ROUNDS,
+            "requests_per_s": {mode: _medians(runs, "requests_per_s") for mode, runs in rounds.items()},
+            "p99_ms": {mode: _medians(runs, "p99_ms") for mode, runs in rounds.items()},
+            "cpu_us_per_request": {
+                mode: _medians(runs, "cpu_us_per_request", names=pids) for mode, runs in rounds.items()
+            },
             "cpu_ratio_aiohttp-bare/yfproxy": {
-                mode: round(c["aiohttp-bare"] / c["yfproxy"], 3)  # type: ignore[operator]
-                for mode, c in cpu.items()
+                mode: _ratio(runs, "aiohttp-bare", "yfproxy", "cpu_us_per_request")
+                for mode, runs in rounds.items()
             },
             "ratios": {
-                mode: {
-                    "yfproxy/nginx": round(r["yfproxy"] / r["nginx"], 3),
-                    "yfproxy/aiohttp-bare": round(r["yfproxy"] / r["aiohttp-bare"], 3),
-                    "cut-repeated/yfproxy": round(r["cut-repeated"] / r["yfproxy"], 3),
-                    "cut-first/yfproxy": round(r["cut-first"] / r["yfproxy"], 3),
-                }
-                for mode, r in results.items()
+                mode: {f"{a}/{b}": _ratio(runs, a, b) for a, b in RATIOS} for mode, runs in rounds.items()
             },
         }
         print(json.dumps(report, indent=2))
@@ -276,14 +277,32 @@ def main() -> int:
         (out / "bench-hot-hit.json").write_text(json.dumps(report, indent=2))
         return 0
     finally:
-        for proc in reversed(procs):
+        for proc in reversed(procs):  # the proxy before its Redis: no warnings of a lost Redis
             proc.terminate()
-        for proc in procs:
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
         shutil.rmtree(work, ignore_errors=True)
+
+
+RATIOS = (
+    ("yfproxy", "nginx"),
+    ("yfproxy", "aiohttp-bare"),
+    ("cut-repeated", "yfproxy"),
+    ("cut-first", "yfproxy"),
+)
+
+
+def _medians(runs: list[dict[str, Run]], field: str, names: Iterable[str] | None = None) -> dict[str, float]:
+    names = list(runs[0]) if names is None else list(names)
+    return {name: round(statistics.median(getattr(r[name], field) for r in runs), 3) for name in names}
+
+
+def _ratio(runs: list[dict[str, Run]], a: str, b: str, field: str = "requests_per_s") -> dict[str, Any]:
+    """a/b in each round (both measured within seconds of each other), and their median."""
+    each = [round(getattr(r[a], field) / getattr(r[b], field), 3) for r in runs]
+    return {"median": round(statistics.median(each), 3), "rounds": each}
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ rendered without touching Python objects per bar. Prices keep NaN for Yahoo's
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -21,8 +21,10 @@ IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
 
-@dataclass(frozen=True, slots=True)
-class SeriesKey:
+class SeriesKey(NamedTuple):
+    """A series' identity. A named tuple rather than a dataclass: it keys every dict on the
+    hit path (hot layer, activity), and a tuple hashes and compares in C (ADR 0004)."""
+
     symbol: str  # normalised (upper case), already validated by ChartQuery
     interval: str  # canonical interval name
     prepost: bool

@@ -102,23 +102,37 @@ class ChartService:
         # with a dict lookup. The entry identity check drops it when the series changes.
         self._hits: dict[tuple[int, bool], _Hit] = {}
 
+    def reused(self, query: ChartQuery, *, accept_gzip: bool) -> ChartAnswer | None:
+        """The answer a plain fresh hit gave this query earlier in the same second, or None.
+
+        Synchronous on purpose: the route tries it before awaiting ``answer``, so a
+        dashboard's repeated URL costs no coroutine at all (ADR 0004)."""
+        hit = self._hits.get((id(query), accept_gzip))
+        if hit is None:
+            return None
+        now = self._clock()
+        if (
+            hit.second != int(now)
+            or hit.query is not query
+            or hit.settings is not self.settings
+            or hit.entry is not self._hot.get(query.series_key)
+        ):
+            return None
+        if self._activity is not None:
+            self._activity.note(query.series_key, now)
+        return hit.answer
+
     async def answer(
         self, query: ChartQuery, *, accept_gzip: bool = False, if_none_match: str | None = None
     ) -> ChartAnswer:
+        if if_none_match is None:
+            reused = self.reused(query, accept_gzip=accept_gzip)
+            if reused is not None:
+                return reused
         now = self._clock()
         key = query.series_key
         if self._activity is not None:
             self._activity.note(key, now)  # a dict update: no I/O on this path
-        if if_none_match is None:
-            hit = self._hits.get((id(query), accept_gzip))
-            if (
-                hit is not None
-                and hit.second == int(now)
-                and hit.query is query
-                and hit.settings is self.settings
-                and hit.entry is self._hot.get(key)
-            ):
-                return hit.answer
         entry = await self._entry(query)
         miss: CacheOutcome | None = None
         if entry is None:
