@@ -23,12 +23,18 @@ from typing import Any
 
 from locust import FastHttpUser, between, events, task
 
-from loadtests.workload import FUTURES, TIMEFRAMES
+from loadtests.workload import (
+    BAD_INPUT_PATH,
+    FUTURES,
+    UNKNOWN_SYMBOLS,
+    dashboard_loads,
+    history_loads,
+    unknown_symbol_path,
+)
 
 P95_MS = float(os.environ.get("LOAD_P95_MS", "10"))
 P99_MS = float(os.environ.get("LOAD_P99_MS", "25"))
 MAX_FAIL_RATIO = float(os.environ.get("LOAD_MAX_FAIL_RATIO", "0"))
-CRUMB = "Xyz1AbC2dEf"
 
 
 class Dashboard(FastHttpUser):
@@ -39,12 +45,10 @@ class Dashboard(FastHttpUser):
     def on_start(self) -> None:
         self.etags: dict[str, str] = {}
 
-    def _chart(self, symbol: str, params: dict[str, str], name: str) -> None:
-        query = "&".join(f"{k}={v}" for k, v in {**params, "crumb": CRUMB}.items())
-        path = f"/v8/finance/chart/{symbol}?{query}"
+    def _chart(self, path: str, name: str) -> None:
         with self.client.get(path, name=name, catch_response=True) as resp:
             if resp.status_code != 200:
-                resp.failure(f"{resp.status_code} for {symbol} {params}")
+                resp.failure(f"{resp.status_code} for {path}")
                 return
             etag = resp.headers.get("ETag")
             if etag:
@@ -52,22 +56,13 @@ class Dashboard(FastHttpUser):
 
     @task(10)
     def load_dashboard(self) -> None:
-        for symbol in FUTURES:
-            for interval, period in TIMEFRAMES.items():
-                self._chart(symbol, {"interval": interval, "range": period}, f"chart {interval}")
+        for name, path in dashboard_loads():
+            self._chart(path, name)
 
     @task(3)
     def yfinance_history(self) -> None:
-        symbol = random.choice(FUTURES)
-        # yfinance's history(start, end): period1/period2 at exchange midnight (New York).
-        today = int(time.time()) // 86400 * 86400 + 5 * 3600
-        params = {
-            "interval": "1d", "period1": str(today - 90 * 86400), "period2": str(today),
-            "includePrePost": "false", "events": "div,splits,capitalGains",
-        }  # fmt: skip
-        self._chart(symbol, params, "chart 1d period")
-        # ...and the time-zone probe it sends first for symbols it has not cached.
-        self._chart(symbol, {"interval": "1d", "range": "1d"}, "tz probe")
+        for name, path in history_loads(random.choice(FUTURES), time.time()):
+            self._chart(path, name)
 
     @task(3)
     def revalidate(self) -> None:
@@ -83,7 +78,7 @@ class Dashboard(FastHttpUser):
     @task(1)
     def unknown_symbol(self) -> None:
         with self.client.get(
-            "/v8/finance/chart/NOPE" + str(random.randint(1, 50)) + "?interval=1d&range=5d",
+            unknown_symbol_path(random.randint(1, UNKNOWN_SYMBOLS)),
             name="unknown symbol (404 expected)",
             catch_response=True,
         ) as resp:
@@ -95,7 +90,7 @@ class Dashboard(FastHttpUser):
     @task(1)
     def bad_input(self) -> None:
         with self.client.get(
-            "/v8/finance/chart/ES=F?interval=4m&range=1d",
+            BAD_INPUT_PATH,
             name="bad input (400 expected)",
             catch_response=True,
         ) as resp:

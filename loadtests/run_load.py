@@ -3,8 +3,11 @@
 Starts a private redis-server, the Yahoo simulator and one proxy process (refresher on,
 the locustfile's 10 futures as active instruments), waits until every series the
 dashboards ask for is stored, then runs loadtests/locustfile.py for LOAD_RUN_TIME with
-LOAD_USERS users, writes reports/locust_*.csv and reports/locust.html, stops everything,
-and exits with Locust's exit code (1 when a threshold of the locustfile was missed).
+LOAD_USERS users, writes reports/locust_*.csv and reports/locust.html, then runs the same
+load against the control (loadtests/control_server.py: the proxy's answers replayed from
+memory by a bare aiohttp server; LOAD_CONTROL=0 skips it), prints both side by side
+(reports/locust_comparison.json), stops everything, and exits with the proxy run's Locust
+exit code (1 when a threshold of the locustfile was missed).
 
     make loadtest                                   # 100 users, 60 s
     LOAD_USERS=50 LOAD_RUN_TIME=30s make loadtest
@@ -12,6 +15,7 @@ and exits with Locust's exit code (1 when a threshold of the locustfile was miss
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,13 +23,16 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from csv import DictReader
 from pathlib import Path
+from typing import Any
 
-from loadtests.processes import ROOT, start_proxy, start_redis
-from loadtests.workload import FUTURES, TIMEFRAMES
+from loadtests.processes import ROOT, free_port, start_proxy, start_redis
+from loadtests.workload import FUTURES, TIMEFRAMES, every_path
 from loadtests.yahoo_sim.testing import start_simulator
 
 REPORTS = ROOT / "reports"
+QUANTILES = ("50%", "95%", "99%")
 
 
 def warm(base: str, timeout_s: float = 300.0) -> int:
@@ -49,9 +56,67 @@ def warm(base: str, timeout_s: float = 300.0) -> int:
     return len(FUTURES) * len(TIMEFRAMES)
 
 
+def locust(host: str, users: str, run_time: str, csv: str, html: bool) -> int:
+    command = [
+        sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "locustfile.py"),
+        "--headless", "--users", users, "--spawn-rate", "20", "--run-time", run_time,
+        "--stop-timeout", "5", "--host", host, "--only-summary", "--csv", str(REPORTS / csv),
+        *(["--html", str(REPORTS / f"{csv}.html")] if html else []),
+    ]  # fmt: skip
+    print(" ".join(command[1:]), flush=True)
+    return subprocess.run(command, cwd=ROOT, check=False).returncode
+
+
+def start_control(origin: str) -> tuple[subprocess.Popen[bytes], str]:
+    """The control server, every path of the scenario recorded from ``origin``."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "loadtests.control_server", "--origin", origin, "--port", str(port)], cwd=ROOT
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    paths = "\n".join(every_path(time.time())).encode()
+    while True:
+        try:
+            request = urllib.request.Request(f"{url}/_record", data=paths)
+            with urllib.request.urlopen(request, timeout=120) as r:
+                print(f"control recorded {json.loads(r.read())['recorded']} answers", flush=True)
+                return proc, url
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise
+            time.sleep(0.2)
+
+
+def percentiles(csv: Path) -> dict[str, dict[str, float]]:
+    with csv.open() as f:
+        return {
+            row["Name"]: {"requests": int(row["Request Count"])} | {q: float(row[q]) for q in QUANTILES}
+            for row in DictReader(f)
+            if row["Name"] != "Aggregated"
+        }
+
+
+def compare() -> dict[str, Any]:
+    """Per request name: the proxy's and the control's percentiles, side by side."""
+    proxy = percentiles(REPORTS / "locust_stats.csv")
+    control = percentiles(REPORTS / "locust_control_stats.csv")
+    table = {name: {"yfproxy": proxy[name], "control": control.get(name)} for name in sorted(proxy)}
+    print(f"{'request':32} {'yfproxy p50/p95/p99 ms':>24} {'control p50/p95/p99 ms':>24}")
+    for name, row in table.items():
+        cells = [
+            "/".join(f"{r[q]:g}" for q in QUANTILES) if r else "-" for r in (row["yfproxy"], row["control"])
+        ]
+        print(f"{name:32} {cells[0]:>24} {cells[1]:>24}")
+    (REPORTS / "locust_comparison.json").write_text(json.dumps(table, indent=2))
+    return table
+
+
 def main() -> int:
     users = os.environ.get("LOAD_USERS", "100")
     run_time = os.environ.get("LOAD_RUN_TIME", "60s")
+    with_control = os.environ.get("LOAD_CONTROL", "1") != "0"
     REPORTS.mkdir(exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="yfproxy-load-"))
     redis = start_redis(work)
@@ -68,14 +133,18 @@ def main() -> int:
             YFPROXY__LOGGING__LEVEL="warning",
         )
         print(f"warming {warm(proxy.url)} series ...", flush=True)
-        command = [
-            sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "locustfile.py"),
-            "--headless", "--users", users, "--spawn-rate", "20", "--run-time", run_time,
-            "--stop-timeout", "5", "--host", proxy.url, "--only-summary",
-            "--csv", str(REPORTS / "locust"), "--html", str(REPORTS / "locust.html"),
-        ]  # fmt: skip
-        print(" ".join(command[1:]), flush=True)
-        return subprocess.run(command, cwd=ROOT, check=False).returncode
+        code = locust(proxy.url, users, run_time, "locust", html=True)
+        if with_control:
+            # The same load on a server that only replays the proxy's answers: what is left
+            # of a latency there belongs to this machine and the load generator.
+            control, control_url = start_control(proxy.url)
+            try:
+                locust(control_url, users, run_time, "locust_control", html=False)
+            finally:
+                control.terminate()
+                control.wait(10)
+            compare()
+        return code  # the thresholds judge the proxy's run; the control's is for reading
     finally:
         if proxy is not None:
             proxy.stop()
