@@ -134,7 +134,9 @@ class ChartRoute:
             service = self._service
             answer = service.reused(query, accept_gzip=accept_gzip) if if_none_match is None else None
             if answer is None:
-                answer = await service.answer(query, accept_gzip=accept_gzip, if_none_match=if_none_match)
+                answer = await service.answer(
+                    query, accept_gzip=accept_gzip, if_none_match=if_none_match, reuse=False
+                )
         except Exception as exc:
             self._metrics.observe_chart_error(exc, time.perf_counter() - started)
             return yahoo_error(exc, request.path)

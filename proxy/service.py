@@ -123,9 +123,15 @@ class ChartService:
         return hit.answer
 
     async def answer(
-        self, query: ChartQuery, *, accept_gzip: bool = False, if_none_match: str | None = None
+        self,
+        query: ChartQuery,
+        *,
+        accept_gzip: bool = False,
+        if_none_match: str | None = None,
+        reuse: bool = True,
     ) -> ChartAnswer:
-        if if_none_match is None:
+        """``reuse=False``: the caller has just asked ``reused`` itself (the route does)."""
+        if reuse and if_none_match is None:
             reused = self.reused(query, accept_gzip=accept_gzip)
             if reused is not None:
                 return reused
