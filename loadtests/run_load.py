@@ -92,7 +92,8 @@ def start_control(origin: str) -> tuple[subprocess.Popen[bytes], str]:
 def percentiles(csv: Path) -> dict[str, dict[str, float]]:
     with csv.open() as f:
         return {
-            row["Name"]: {"requests": int(row["Request Count"])} | {q: float(row[q]) for q in QUANTILES}
+            row["Name"]: {"requests": int(row["Request Count"]), "failures": int(row["Failure Count"])}
+            | {q: float(row[q]) for q in QUANTILES}
             for row in DictReader(f)
             if row["Name"] != "Aggregated"
         }
@@ -103,12 +104,14 @@ def compare() -> dict[str, Any]:
     proxy = percentiles(REPORTS / "locust_stats.csv")
     control = percentiles(REPORTS / "locust_control_stats.csv")
     table = {name: {"yfproxy": proxy[name], "control": control.get(name)} for name in sorted(proxy)}
-    print(f"{'request':32} {'yfproxy p50/p95/p99 ms':>24} {'control p50/p95/p99 ms':>24}")
+    # A failing control would make its latencies meaningless: failures are shown beside them.
+    print(f"{'request':32} {'yfproxy p50/p95/p99 ms, failed':>32} {'control p50/p95/p99 ms, failed':>32}")
     for name, row in table.items():
         cells = [
-            "/".join(f"{r[q]:g}" for q in QUANTILES) if r else "-" for r in (row["yfproxy"], row["control"])
+            "/".join(f"{r[q]:g}" for q in QUANTILES) + f", {r['failures']}" if r else "-"
+            for r in (row["yfproxy"], row["control"])
         ]
-        print(f"{name:32} {cells[0]:>24} {cells[1]:>24}")
+        print(f"{name:32} {cells[0]:>32} {cells[1]:>32}")
     (REPORTS / "locust_comparison.json").write_text(json.dumps(table, indent=2))
     return table
 

@@ -48,6 +48,9 @@ async def test_control_replays_recorded_answers_without_asking_the_origin(
 
     same = await control.get(paths[0], headers={"If-None-Match": '"e1"', "Accept-Encoding": "identity"})
     assert same.status == 304
+    revalidated = await control.get(paths[0], headers={"If-None-Match": '"e1"', "Accept-Encoding": "gzip"})
+    assert revalidated.status == 304 and "Content-Encoding" not in revalidated.headers
+    assert await revalidated.read() == b""  # nothing the client would try to decompress
     other = await control.get(paths[0], headers={"If-None-Match": '"e2"', "Accept-Encoding": "identity"})
     assert other.status == 200
     never = await control.get("/v8/finance/chart/ZZ=F?interval=1d&range=1d")
