@@ -41,11 +41,14 @@ DURATION_S = int(os.environ.get("BENCH_DURATION_S", "5"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "32"))
 BARS = 640  # about 60 KB of Yahoo JSON at 1m
+# The event loop of yfproxy and of the bare handler alike (server.event_loop): the ceiling
+# is the best Python does on the same loop. "auto" is uvloop where it is installed.
+LOOP = os.environ.get("BENCH_LOOP", "auto")
 
 # The same bytes and the same response headers as yfproxy's answer (captured from it), so
 # the ratio measures yfproxy's own work, not a difference in what is sent.
 BARE_SERVER = """
-import json, sys
+import asyncio, json, sys
 from aiohttp import web
 body = open(sys.argv[1], "rb").read()
 gz = open(sys.argv[1] + ".gz", "rb").read()
@@ -56,7 +59,12 @@ async def handle(request):
     return web.Response(body=body, headers=headers["plain"])
 app = web.Application()
 app.router.add_get("/{tail:.*}", handle)
-web.run_app(app, host="127.0.0.1", port=int(sys.argv[2]), access_log=None, print=None)
+if sys.argv[3] == "uvloop":
+    import uvloop
+    loop = uvloop.new_event_loop()
+else:
+    loop = asyncio.new_event_loop()
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[2]), access_log=None, print=None, loop=loop)
 """
 # Headers aiohttp writes itself (or that wrk's load makes differ per answer).
 _OWN_HEADERS = {"date", "server", "content-length", "connection", "keep-alive", "transfer-encoding"}
@@ -188,6 +196,7 @@ def main() -> int:
         if shutil.which(tool) is None:
             print(f"bench: {tool} is not on PATH (apt-get install redis-server nginx wrk)", file=sys.stderr)
             return 2
+    loop = _loop(LOOP)
     work = Path(tempfile.mkdtemp(prefix="yfproxy-bench-"))
     work.chmod(0o755)  # nginx's workers read the body file as an unprivileged user
     procs: list[subprocess.Popen[bytes]] = []
@@ -205,7 +214,7 @@ def main() -> int:
                "YFPROXY__UPSTREAM__TRANSPORT": "aiohttp", "YFPROXY__CACHE__ON_MISS": "reject",
                "YFPROXY__LOGGING__LEVEL": "warning", "YFPROXY__CACHE__FRESH_S__1M": "86400",
                # No upstream here: a refresher would only churn through failing fetches.
-               "YFPROXY__BACKGROUND__ENABLED": "false"}  # fmt: skip
+               "YFPROXY__BACKGROUND__ENABLED": "false", "YFPROXY__SERVER__EVENT_LOOP": loop}  # fmt: skip
         proxy = subprocess.Popen([sys.executable, "-m", "proxy", "serve"], cwd=ROOT, env=env)
         procs.append(proxy)
         base = f"http://127.0.0.1:{proxy_port}/v8/finance/chart/BENCH?interval=1m"
@@ -234,7 +243,7 @@ def main() -> int:
         procs.append(subprocess.Popen(["nginx", "-c", str(work / "nginx.conf")]))
         bare_port = free_port()
         bare = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(work / "www" / "chart.json"),
-                                 str(bare_port)])  # fmt: skip
+                                 str(bare_port), loop])  # fmt: skip
         procs.append(bare)
         targets = {
             "yfproxy": chart,
@@ -254,6 +263,7 @@ def main() -> int:
                 runs["cut-first"] = wrk(cut, mode == "gzip", script=lua, pid=proxy.pid)
                 done.append(runs)
         report = {
+            "event_loop": loop,
             "body_bytes": len(body),
             "connections": CONNECTIONS,
             "duration_s": DURATION_S,
@@ -292,6 +302,16 @@ RATIOS = (
     ("cut-repeated", "yfproxy"),
     ("cut-first", "yfproxy"),
 )
+
+
+def _loop(kind: str) -> str:
+    if kind != "auto":
+        return kind
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
 
 
 def _medians(runs: list[dict[str, Run]], field: str, names: Iterable[str] | None = None) -> dict[str, float]:

@@ -96,6 +96,11 @@ class ServerConfig(_Section):
         description="Server processes sharing the port (SO_REUSEPORT), each with its own hot layer.",
     )
     access_log: bool = Field(False, description="Write one log line per HTTP request.")
+    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        "auto",
+        description="Event loop each server process runs: uvloop (libuv; more requests per core, "
+        "docs/performance.md), Python's own asyncio loop, or auto: uvloop where it is installed.",
+    )
     max_query_chars: Int = Field(
         4096, ge=64, le=65536, description="Longest query string accepted, in characters; longer is refused."
     )

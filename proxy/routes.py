@@ -218,6 +218,10 @@ async def status(request: web.Request) -> web.Response:
     lookups = hot.hits + hot.misses
     doc = {
         "version": __version__,
+        # What server.event_loop resolved to ("auto" does not say).
+        "event_loop": "uvloop"
+        if type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+        else "asyncio",
         "config": request.app[LIVE_CONFIG].status(),
         "breaker": upstream.breaker.snapshot(),
         "timeouts": upstream.ladder.snapshot(),

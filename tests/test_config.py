@@ -225,7 +225,7 @@ def test_without_env_mapping_no_override_applies(monkeypatch: pytest.MonkeyPatch
 
 # --- unknown keys ---------------------------------------------------------------------
 
-SERVER_KEYS = "allowed keys in [server]: host, port, workers, access_log, max_query_chars"
+SERVER_KEYS = "allowed keys in [server]: host, port, workers, access_log, event_loop, max_query_chars"
 
 
 def test_unknown_key_in_file_names_key_and_allowed_keys(tmp_path: Path) -> None:

@@ -90,6 +90,25 @@ def test_status_prints_the_running_proxy(proxy: Any) -> None:
     assert "breaker" in out.stdout and __version__ in out.stdout
 
 
+def test_serve_runs_on_uvloop_unless_told_otherwise(
+    proxy: Any, simulator: Any, redis_url: str, tmp_path: Path
+) -> None:
+    from tests.e2e.conftest import start_proxy
+
+    with urllib.request.urlopen(f"{proxy.url}/status", timeout=10) as resp:
+        assert json.load(resp)["event_loop"] == "uvloop"  # the default, "auto"
+    db_url = redis_url.rsplit("/", 1)[0] + "/6"
+    started = start_proxy(simulator.base_url, db_url, tmp_path, YFPROXY__SERVER__EVENT_LOOP="asyncio")
+    try:
+        with urllib.request.urlopen(f"{started.url}/status", timeout=10) as resp:
+            assert json.load(resp)["event_loop"] == "asyncio"
+        chart = f"{started.url}/v8/finance/chart/ES=F?interval=1d&range=5d"
+        with urllib.request.urlopen(chart, timeout=40) as resp:
+            assert json.load(resp)["chart"]["result"][0]["meta"]["symbol"] == "ES=F"
+    finally:
+        started.stop()
+
+
 def test_status_says_when_nothing_answers() -> None:
     out = yfproxy("status", "--url", f"http://127.0.0.1:{free_port()}")
     assert out.returncode == 1 and "cannot reach" in out.stderr
