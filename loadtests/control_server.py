@@ -18,6 +18,8 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
+from proxy.cli import new_event_loop
+
 # The headers of a recorded answer replayed as they came; aiohttp writes the rest itself.
 _HOP_HEADERS = {"date", "server", "content-length", "connection", "keep-alive", "transfer-encoding"}
 _ORIGIN = web.AppKey("origin", str)
@@ -71,7 +73,12 @@ def main() -> None:
     parser.add_argument("--origin", required=True, help="the proxy whose answers are recorded")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    web.run_app(make_app(args.origin), host="127.0.0.1", port=args.port, access_log=None, print=None)
+    # The proxy's own loop ([server] event_loop's default), so the control differs from it
+    # only by what the proxy does.
+    loop = new_event_loop("auto")
+    web.run_app(
+        make_app(args.origin), host="127.0.0.1", port=args.port, access_log=None, print=None, loop=loop
+    )
 
 
 if __name__ == "__main__":

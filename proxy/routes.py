@@ -113,7 +113,9 @@ class ChartRoute:
         # Dashboards repeat the same URLs: each request target is parsed once a minute
         # (limits depend on now). Keyed by the raw target, one string the parser already
         # made, so a repeat costs neither the symbol's match nor the query's decoding.
+        # Only the current minute's: an older key is never asked for again.
         self._parsed: dict[tuple[str, int], ChartQuery] = {}
+        self._parsed_minute = 0
 
     async def bind(self, app: web.Application) -> None:
         """on_startup, after the cleanup contexts that make the service."""
@@ -144,7 +146,8 @@ class ChartRoute:
         return web.Response(status=answer.status, body=answer.body, headers=answer.headers)
 
     def _query(self, request: web.Request, now: float) -> ChartQuery:
-        key = (request.raw_path, int(now) // 60)
+        minute = int(now) // 60
+        key = (request.raw_path, minute)
         query = self._parsed.get(key)
         if query is None:
             check_query_string(request.query_string, limit=self._limit)
@@ -155,8 +158,9 @@ class ChartRoute:
                 # and no upstream request spent on learning it.
                 log.info("chart.contract_refused", symbol=query.symbol, reason=problem.reason)
                 raise YahooError(problem.http_status, "Not Found", f"{problem.message} ({problem.detail})")
-            if len(self._parsed) >= _PARSED_MAX:
+            if minute != self._parsed_minute or len(self._parsed) >= _PARSED_MAX:
                 self._parsed.clear()
+                self._parsed_minute = minute
             self._parsed[key] = query
         return query
 

@@ -100,7 +100,10 @@ class ChartService:
         # Keyed by the query object's id and whether gzip was accepted: the router keeps one
         # ChartQuery per URL for a minute, so a dashboard's repeated URL finds its answer
         # with a dict lookup. The entry identity check drops it when the series changes.
+        # Holds the answers of one wall-clock second only: an older one can never be reused,
+        # and kept it would pin its series version and bodies after a refresh replaced them.
         self._hits: dict[tuple[int, bool], _Hit] = {}
+        self._hits_second = 0
 
     def reused(self, query: ChartQuery, *, accept_gzip: bool) -> ChartAnswer | None:
         """The answer a plain fresh hit gave this query earlier in the same second, or None.
@@ -173,9 +176,11 @@ class ChartService:
         answer = self._respond(cut, outcome, now, fresh, accept_gzip, if_none_match)
         if outcome == "hit" and answer.status == 200:
             # Only plain hits are reused: the other outcomes queue work on every request.
-            if len(self._hits) >= _HITS_MAX:
+            second = int(now)
+            if second != self._hits_second or len(self._hits) >= _HITS_MAX:
                 self._hits.clear()
-            self._hits[(id(query), accept_gzip)] = _Hit(query, entry, self.settings, int(now), answer)
+                self._hits_second = second
+            self._hits[(id(query), accept_gzip)] = _Hit(query, entry, self.settings, second, answer)
         return answer
 
     async def _entry(self, query: ChartQuery) -> HotEntry | None:

@@ -272,3 +272,24 @@ async def test_unexpected_errors_leave_in_yahoo_shape(aiohttp_client: ClientFact
     resp = await client.get("/x")
     assert resp.status == 500
     assert (await resp.json())["chart"]["error"]["code"] == "Internal Server Error"
+
+
+def test_the_chart_route_parses_a_url_once_a_minute_and_keeps_only_that_minute() -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from proxy.routes import ChartRoute
+
+    route = ChartRoute()
+    route._limit = 4096  # what bind() reads from [server] max_query_chars
+
+    def request(path: str) -> web.Request:
+        return make_mocked_request("GET", path, match_info={"symbol": "ES=F"})
+
+    path = "/v8/finance/chart/ES=F?interval=1d&range=5d"
+    minute = 1_790_000_040.0  # on a minute boundary
+    first = route._query(request(path), minute)
+    assert route._query(request(path), minute + 59) is first  # the same minute: parsed once
+    route._query(request(path + "&includePrePost=false"), minute + 30)
+    later = route._query(request(path), minute + 60)
+    assert later is not first and later == first
+    assert list(route._parsed) == [(path, int(minute + 60) // 60)]  # the older minute is gone

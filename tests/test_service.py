@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
+import gc
 import gzip
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -254,6 +255,34 @@ async def test_a_hit_is_reused_within_its_second_and_rebuilt_when_anything_chang
     etag = after.headers["ETag"]
     rig.service.settings = dataclasses.replace(rig.service.settings, fresh_s=lambda _i: 1800)
     assert (await rig.service.answer(query, if_none_match=etag)).status == 304
+
+
+async def test_reused_answers_do_not_keep_replaced_series_alive(rig: Rig) -> None:
+    """A dashboard asks the same URLs all day while the refresher replaces each series every
+    few minutes: an answer kept for reuse must not pin the versions it was cut from."""
+    from proxy.hot import HotEntry
+
+    await rig.service.answer(rig.query())  # the miss that stores the series
+    replaced: set[int] = set()
+    for _ in range(30):
+        entry = rig.hot.get(rig.query().series_key)
+        assert entry is not None
+        revised = copy.deepcopy(entry.series)
+        revised.version += 1
+        rig.hot.put(revised)  # the refresher's new version
+        replaced.add(entry.series.version)
+        del entry
+        # The route parses a URL once a minute: a new query object now and then.
+        assert (await rig.service.answer(rig.query())).outcome == "hit"
+        rig.clock.now += 1.0
+    gc.collect()
+    key = rig.query().series_key
+    pinned = [
+        o.series.version
+        for o in gc.get_objects()
+        if isinstance(o, HotEntry) and o.series.key == key and o.series.version in replaced
+    ]
+    assert pinned == []
 
 
 class RecordingSink:
