@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from proxy.cli import resolve_event_loop
 from proxy.ingest import parse_chart_result
 from proxy.series import Bars, SeriesKey
 from proxy.store import SeriesStore
@@ -196,7 +197,7 @@ def main() -> int:
         if shutil.which(tool) is None:
             print(f"bench: {tool} is not on PATH (apt-get install redis-server nginx wrk)", file=sys.stderr)
             return 2
-    loop = _loop(LOOP)
+    loop = resolve_event_loop(LOOP)
     work = Path(tempfile.mkdtemp(prefix="yfproxy-bench-"))
     work.chmod(0o755)  # nginx's workers read the body file as an unprivileged user
     procs: list[subprocess.Popen[bytes]] = []
@@ -302,16 +303,6 @@ RATIOS = (
     ("cut-repeated", "yfproxy"),
     ("cut-first", "yfproxy"),
 )
-
-
-def _loop(kind: str) -> str:
-    if kind != "auto":
-        return kind
-    try:
-        import uvloop  # noqa: F401
-    except ImportError:
-        return "asyncio"
-    return "uvloop"
 
 
 def _medians(runs: list[dict[str, Run]], field: str, names: Iterable[str] | None = None) -> dict[str, float]:

@@ -130,15 +130,24 @@ def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
     """The loop a server process runs on. uvloop's C transports answer the same requests
     with less CPU than asyncio's Python ones (docs/performance.md); asyncio stays for
     platforms without a uvloop build (Windows) and for ruling uvloop out."""
-    if kind != "asyncio":
-        try:
-            import uvloop
-        except ImportError:
-            if kind == "uvloop":
-                raise SystemExit("server.event_loop = uvloop, but uvloop is not installed") from None
-        else:
-            return uvloop.new_event_loop()
+    if resolve_event_loop(kind) == "uvloop":
+        import uvloop
+
+        return uvloop.new_event_loop()
     return asyncio.new_event_loop()
+
+
+def resolve_event_loop(kind: str) -> str:
+    """``[server] event_loop`` as it will run: "auto" is uvloop where it is installed."""
+    if kind == "asyncio":
+        return kind
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        if kind == "uvloop":
+            raise SystemExit("server.event_loop = uvloop, but uvloop is not installed") from None
+        return "asyncio"
+    return "uvloop"
 
 
 def _serve_many(config: Any, *, source: Any = None) -> int:
