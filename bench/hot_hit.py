@@ -49,8 +49,9 @@ LOOP = os.environ.get("BENCH_LOOP", "auto")
 # The same bytes and the same response headers as yfproxy's answer (captured from it), so
 # the ratio measures yfproxy's own work, not a difference in what is sent.
 BARE_SERVER = """
-import asyncio, json, sys
+import json, sys
 from aiohttp import web
+from proxy.cli import new_event_loop
 body = open(sys.argv[1], "rb").read()
 gz = open(sys.argv[1] + ".gz", "rb").read()
 headers = json.load(open(sys.argv[1] + ".headers.json"))
@@ -60,11 +61,7 @@ async def handle(request):
     return web.Response(body=body, headers=headers["plain"])
 app = web.Application()
 app.router.add_get("/{tail:.*}", handle)
-if sys.argv[3] == "uvloop":
-    import uvloop
-    loop = uvloop.new_event_loop()
-else:
-    loop = asyncio.new_event_loop()
+loop = new_event_loop(sys.argv[3])
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[2]), access_log=None, print=None, loop=loop)
 """
 # Headers aiohttp writes itself (or that wrk's load makes differ per answer).
@@ -244,7 +241,7 @@ def main() -> int:
         procs.append(subprocess.Popen(["nginx", "-c", str(work / "nginx.conf")]))
         bare_port = free_port()
         bare = subprocess.Popen([sys.executable, "-c", BARE_SERVER, str(work / "www" / "chart.json"),
-                                 str(bare_port), loop])  # fmt: skip
+                                 str(bare_port), loop], cwd=ROOT)  # fmt: skip
         procs.append(bare)
         targets = {
             "yfproxy": chart,

@@ -58,10 +58,9 @@ class _Hit:
     """A fresh hit's whole answer, reused for the same query within the same second: every
     part of it (window cut, Age, TTL, completeness) changes at most once a second."""
 
-    query: ChartQuery
+    query: ChartQuery  # held, so no other query can take its id while this is stored
     entry: HotEntry
     settings: ServiceSettings
-    second: int
     answer: ChartAnswer
 
 
@@ -115,8 +114,7 @@ class ChartService:
             return None
         now = self._clock()
         if (
-            hit.second != int(now)
-            or hit.query is not query
+            self._hits_second != int(now)  # every stored answer is of that second
             or hit.settings is not self.settings
             or hit.entry is not self._hot.get(query.series_key)
         ):
@@ -180,7 +178,7 @@ class ChartService:
             if second != self._hits_second or len(self._hits) >= _HITS_MAX:
                 self._hits.clear()
                 self._hits_second = second
-            self._hits[(id(query), accept_gzip)] = _Hit(query, entry, self.settings, second, answer)
+            self._hits[(id(query), accept_gzip)] = _Hit(query, entry, self.settings, answer)
         return answer
 
     async def _entry(self, query: ChartQuery) -> HotEntry | None:

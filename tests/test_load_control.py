@@ -64,3 +64,17 @@ def test_every_path_covers_the_scenario() -> None:
     assert {path for _name, path in dashboard_loads()} <= set(paths)
     assert {path for _name, path in history_loads("ES=F", 1_790_000_000)} <= set(paths)
     assert BAD_INPUT_PATH in paths and "/v8/finance/chart/NOPE50?interval=1d&range=5d" in paths
+
+
+def test_the_comparison_shows_each_sides_failures(tmp_path: Any, monkeypatch: Any, capsys: Any) -> None:
+    from loadtests import run_load
+
+    header = "Type,Name,Request Count,Failure Count,50%,95%,99%\n"
+    (tmp_path / "locust_stats.csv").write_text(
+        header + "GET,chart 1m,100,0,1,2,3\nGET,Aggregated,100,0,1,2,3\n"
+    )
+    (tmp_path / "locust_control_stats.csv").write_text(header + "GET,chart 1m,90,66,1,2,4\n")
+    monkeypatch.setattr(run_load, "REPORTS", tmp_path)
+    table = run_load.compare()
+    assert table["chart 1m"]["control"]["failures"] == 66 and table["chart 1m"]["yfproxy"]["failures"] == 0
+    assert "1/2/4, 66" in capsys.readouterr().out  # a failing control cannot pass unnoticed
